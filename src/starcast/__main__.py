@@ -1,0 +1,3 @@
+from starcast.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""A data set at a glance: size, rating imbalance, activity, time span, cold-start shares."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+
+from starcast.data.report import ReadReport
+from starcast.data.schema import ITEM, RATING, TS, USER
+from starcast.data.splits import PROTOCOLS, split_events
+
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+
+
+def inspect_events(events: pl.DataFrame, report: ReadReport | None = None) -> dict:
+    """Everything `starcast data inspect` shows, as plain JSON-ready values."""
+    out: dict = {"source": report.to_dict() if report else None}
+    out.update(
+        events=events.height,
+        users=events[USER].n_unique(),
+        items=events[ITEM].n_unique(),
+        ratings=_rating_distribution(events),
+        events_per_user=_quantiles(events.group_by(USER).len()["len"]),
+        events_per_item=_quantiles(events.group_by(ITEM).len()["len"]),
+        time_span=_time_span(events),
+        cold_start={p: cold_shares(events, p) for p in PROTOCOLS},
+    )
+    return out
+
+
+def _rating_distribution(events: pl.DataFrame) -> dict:
+    counts = events.group_by(RATING).len().sort(RATING)
+    shares = {str(r): n / events.height for r, n in counts.iter_rows()}
+    nonzero = counts["len"]
+    return {
+        "mean": float(events[RATING].mean()) if events.height else None,
+        "counts": {str(r): n for r, n in counts.iter_rows()},
+        "shares": shares,
+        # most common class over least common: how lopsided the classes are
+        "imbalance_ratio": float(nonzero.max() / nonzero.min()) if len(nonzero) else None,
+    }
+
+
+def _quantiles(counts: pl.Series) -> dict[str, float]:
+    return {f"q{int(q * 100)}": float(counts.quantile(q, "nearest")) for q in QUANTILES} | {
+        "mean": float(counts.mean())
+    }
+
+
+def _time_span(events: pl.DataFrame) -> dict:
+    first, last = int(events[TS].min()), int(events[TS].max())
+    iso = lambda t: datetime.fromtimestamp(t, UTC).date().isoformat()  # noqa: E731
+    return {"first": iso(first), "last": iso(last), "days": (last - first) / 86_400}
+
+
+def cold_shares(events: pl.DataFrame, protocol: str) -> dict[str, float]:
+    """Share of test events whose user, item, or both never occur in train."""
+    split = split_events(events, protocol)
+    test, train = split.test, split.train
+    if test.is_empty():
+        return {"test_events": 0, "user": 0.0, "item": 0.0, "both": 0.0}
+    user_cold = ~test[USER].is_in(train[USER].implode())
+    item_cold = ~test[ITEM].is_in(train[ITEM].implode())
+    return {
+        "test_events": test.height,
+        "user": float(user_cold.mean()),
+        "item": float(item_cold.mean()),
+        "both": float((user_cold & item_cold).mean()),
+    }

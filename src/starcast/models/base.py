@@ -1,0 +1,80 @@
+"""The one base every rating model stands on (after Surprise's AlgoBase).
+
+It does the shared work: id vocabularies, the fitted check, which queries are cold, clipping to
+the rating scale and the predictions frame. A model writes `_fit` and `_estimate` only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+import numpy as np
+import polars as pl
+
+from starcast.data.schema import ITEM, QUERY_COLUMNS, USER, RatingScale, empty_events
+from starcast.errors import NotFittedError
+from starcast.features.history import visible_sums
+from starcast.features.vocab import COLD, Vocabulary
+
+
+@dataclass
+class Estimate:
+    """Raw model output for each query: a point prediction and, optionally, star probabilities."""
+
+    mean: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+class RatingModel(ABC):
+    """fit(train, valid) -> self; predict(history, queries) -> one row per query, in order."""
+
+    name: ClassVar[str]
+
+    def __init__(self, scale: RatingScale = RatingScale()) -> None:
+        self.scale = scale
+
+    def fit(self, train: pl.DataFrame, valid: pl.DataFrame | None = None) -> Self:
+        self.users_ = Vocabulary.build(train[USER])
+        self.items_ = Vocabulary.build(train[ITEM])
+        self._fit(train, valid)
+        return self
+
+    def predict(self, history: pl.DataFrame | None, queries: pl.DataFrame) -> pl.DataFrame:
+        """Predict each query from training plus the history events visible to it.
+
+        Returns columns user, item, ts, prediction, cold (+ p1..pK for probabilistic models).
+        """
+        self._check_fitted()
+        queries = queries.select(QUERY_COLUMNS)
+        history = empty_events() if history is None else history
+        estimate = self._estimate(history, queries)
+        out = queries.with_columns(
+            pl.Series("prediction", np.clip(estimate.mean, self.scale.low, self.scale.high)),
+            pl.Series("cold", self.cold_mask(history, queries)),
+        )
+        if estimate.probabilities is not None:
+            out = out.with_columns(
+                pl.Series(f"p{k + 1}", estimate.probabilities[:, k])
+                for k in range(estimate.probabilities.shape[1])
+            )
+        return out
+
+    def cold_mask(self, history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
+        """A query is cold when its item is new, or its user has neither training nor history."""
+        item_cold = self.items_.encode(queries[ITEM]) == COLD
+        user_new = self.users_.encode(queries[USER]) == COLD
+        seen = visible_sums(history, queries, pl.lit(1.0))["n"].to_numpy() > 0
+        return item_cold | (user_new & ~seen)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "items_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
+
+    @abstractmethod
+    def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None: ...
+
+    @abstractmethod
+    def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate: ...
+

@@ -1,0 +1,19 @@
+"""The global mean: the floor every other model must beat."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from starcast.data.schema import RATING
+from starcast.models.base import Estimate, RatingModel
+
+
+class GlobalMean(RatingModel):
+    name = "mean"
+
+    def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
+        self.mean_ = float(train[RATING].mean())
+
+    def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
+        return Estimate(np.full(queries.height, self.mean_))

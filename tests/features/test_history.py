@@ -1,0 +1,25 @@
+import polars as pl
+
+from starcast.features.history import visible_sums
+
+
+def frame(cols):
+    return pl.DataFrame(cols)
+
+
+def test_only_earlier_or_same_second_events_of_the_user_are_visible():
+    history = frame({"user": ["a", "a", "a", "b"], "item": ["x", "y", "z", "x"],
+                     "rating": [1.0, 2.0, 4.0, 5.0], "ts": [1, 2, 2, 5]})
+    queries = frame({"user": ["a", "a", "a", "b", "c", "a"], "item": ["q", "q", "y", "q", "q", "z"],
+                     "ts": [0, 1, 2, 4, 9, 3]})
+    sums = visible_sums(history, queries, pl.col("rating"))
+    assert sums["n"].to_list() == [0, 1, 2, 0, 0, 2]
+    # (a, y, 2) must not see its own rating 2.0; (a, z, 3) must not see z's 4.0
+    assert sums["s"].to_list() == [0, 1, 5, 0, 0, 3]
+
+
+def test_empty_history():
+    history = pl.DataFrame(schema={"user": pl.Utf8, "item": pl.Utf8, "rating": pl.Float64,
+                                   "ts": pl.Int64})
+    queries = frame({"user": ["a"], "item": ["x"], "ts": [3]})
+    assert visible_sums(history, queries, pl.col("rating")).row(0) == (0.0, 0.0)
