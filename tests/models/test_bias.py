@@ -3,7 +3,8 @@ import polars as pl
 import pytest
 
 from starcast.errors import NotFittedError
-from starcast.models.bias import BiasConfig, BiasModel, fit_biases
+from starcast.config import BiasConfig
+from starcast.models.bias import BiasModel, fit_biases
 from starcast.models.mean import GlobalMean
 
 

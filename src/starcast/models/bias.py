@@ -6,22 +6,13 @@ user's visible residuals. That is how a model fitted on train uses reviews that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 
+from starcast.config import BiasConfig
 from starcast.data.schema import ITEM, RATING, USER
 from starcast.features.history import visible_sums
 from starcast.models.base import Estimate, RatingModel
-
-
-@dataclass(frozen=True)
-class BiasConfig:
-    reg_user: float = 15.0
-    reg_item: float = 10.0
-    iterations: int = 10
-    fold_in: bool = True
 
 
 def fit_biases(

@@ -1,0 +1,115 @@
+"""Every setting starcast has, as typed dataclasses with their defaults in one place.
+
+`load_config` reads a JSON or TOML file and rejects unknown keys and wrong types by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from starcast.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How any trainable model is trained (not what it is)."""
+
+    seed: int = 0
+    epochs: int | None = None  # None: the model's own default
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 1  # torch threads per process; more is often slower on a shared machine
+
+
+@dataclass(frozen=True)
+class BiasConfig:
+    reg_user: float = 15.0
+    reg_item: float = 10.0
+    iterations: int = 10
+    fold_in: bool = True
+
+
+@dataclass(frozen=True)
+class MFConfig:
+    """Biased matrix factorisation trained by minibatch SGD-style optimisation (Adam)."""
+
+    factors: int = 32
+    epochs: int = 30
+    lr: float = 0.01
+    reg: float = 0.05
+    batch_size: int = 1024
+    patience: int = 3
+
+
+@dataclass(frozen=True)
+class SeedConfig:
+    """The reference model of the original design (Keras): 2 x LSTM(50) over the last 10 ratings."""
+
+    window: int = 10
+    hidden: int = 50
+    layers: int = 2
+    lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 100
+    patience: int = 5
+
+
+@dataclass(frozen=True)
+class StarcastConfig:
+    """A whole run: which model, its settings, and how to train it."""
+
+    model: str = "lstm"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    bias: BiasConfig = field(default_factory=BiasConfig)
+    mf: MFConfig = field(default_factory=MFConfig)
+    seed_model: SeedConfig = field(default_factory=SeedConfig)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass `cls` from `data`, naming any unknown key or mistyped value."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table of settings, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    values = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    allowed = getattr(hint, "__args__", (hint,))
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tuple in (getattr(a, "__origin__", a) for a in allowed) and isinstance(value, list):
+        return tuple(value)
+    plain = tuple(getattr(a, "__origin__", a) for a in allowed if a is not type(None))
+    if isinstance(value, bool) and bool not in plain:
+        raise ConfigError(f"{where}: expected {hint}, got a boolean")
+    if not isinstance(value, plain):
+        raise ConfigError(f"{where}: expected {hint}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | Path) -> StarcastConfig:
+    """Read a JSON or TOML run configuration."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot read configuration: {err}") from err
+    return from_dict(StarcastConfig, data, where=str(path))

@@ -1,0 +1,34 @@
+"""Where and how reproducibly torch runs: device choice, seeds, thread count."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from starcast.config import TrainConfig
+from starcast.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """`auto` takes CUDA when present, else the CPU."""
+    if name not in DEVICES:
+        raise ConfigError(f"device {name!r} is not one of {DEVICES}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def prepare(config: TrainConfig) -> tuple[torch.device, torch.Generator]:
+    """Seed every generator, set the thread count; returns the device and a seeded generator."""
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(max(1, config.threads))
+    generator = torch.Generator().manual_seed(config.seed)
+    return select_device(config.device), generator
