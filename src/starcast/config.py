@@ -43,6 +43,8 @@ class MFConfig:
     reg: float = 0.05
     batch_size: int = 1024
     patience: int = 3
+    fold_in: bool = True  # user bias re-estimated from the history given at predict time
+    fold_in_reg: float = 5.0  # pseudo-events shrinking that estimate toward the trained bias
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,31 @@ class SeedConfig:
 
 
 @dataclass(frozen=True)
+class LSTMConfig:
+    """The default forecaster: one LSTM pass per customer over the whole sequence."""
+
+    hidden: int = 32
+    item_dim: int = 32
+    mlp: int = 64
+    head: str = "regression"  # regression | ordinal
+    class_weight: float = 0.0  # exponent: weight of a true class = (share / max share) ** -this
+    dropout: float = 0.1
+    item_dropout: float = 0.05  # share of item ids replaced by the cold bucket while training
+    min_count: int = 1  # items seen fewer times in training share the cold bucket
+    max_len: int = 200  # longer customers are cut into chunks of this many events
+    reg_user: float = 2.0  # initial shrinkage of the user bias folded in from history (learned)
+    reg_item: float = 10.0  # initial shrinkage of the item's drift from its trained bias (learned)
+    l2_item: float = 1e-4  # per touched item row, not per event
+    lr: float = 3e-3
+    lr_embedding: float = 1e-2
+    weight_decay: float = 1e-4
+    batch_size: int = 64  # sequences per step
+    epochs: int = 30
+    patience: int = 4
+    refit: bool = True  # after early stopping, train again on train + valid for the best epochs
+
+
+@dataclass(frozen=True)
 class StarcastConfig:
     """A whole run: which model, its settings, and how to train it."""
 
@@ -67,6 +94,7 @@ class StarcastConfig:
     bias: BiasConfig = field(default_factory=BiasConfig)
     mf: MFConfig = field(default_factory=MFConfig)
     seed_model: SeedConfig = field(default_factory=SeedConfig)
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:

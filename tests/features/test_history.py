@@ -23,3 +23,15 @@ def test_empty_history():
                                    "ts": pl.Int64})
     queries = frame({"user": ["a"], "item": ["x"], "ts": [3]})
     assert visible_sums(history, queries, pl.col("rating")).row(0) == (0.0, 0.0)
+
+
+def test_item_side_sums_and_recent_window():
+    history = frame({"user": ["a", "b", "c", "d"], "item": ["x", "x", "x", "x"],
+                     "rating": [1.0, 2.0, 4.0, 8.0], "ts": [1, 2, 2, 3]})
+    queries = frame({"user": ["e", "e", "c"], "item": ["x", "x", "x"], "ts": [2, 9, 9]})
+    sums = visible_sums(history, queries, pl.col("rating"), by="item", recent=2)
+    assert sums["n"].to_list() == [3, 4, 3]
+    assert sums["s"].to_list() == [7, 15, 11]
+    assert sums["n_recent"].to_list() == [2, 2, 1]
+    # the last two visible at ts 2 are b (2.0) and c (4.0); at ts 9, c (4.0) and d (8.0)
+    assert sums["s_recent"].to_list() == [6, 12, 8]

@@ -1,0 +1,105 @@
+"""The default forecaster model: SequenceNet fitted over every customer's whole sequence.
+
+Biases are warm-started from an ALS fit; the user's bias is folded in from the history visible
+to each prediction, so users unseen in training still get their own bias.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import torch
+
+from starcast.config import BiasConfig, LSTMConfig, TrainConfig
+from starcast.data.schema import ITEM, RATING, TS, USER
+from starcast.features.sequences import (
+    FEATURES, ITEM_INDEX, RESIDUAL, query_sequences, target_features, training_sequences,
+)
+from starcast.features.vocab import Vocabulary
+from starcast.models.base import Estimate, RatingModel
+from starcast.models.bias import fit_biases
+from starcast.training.runtime import prepare
+from starcast.training.trainer import Progress, TrainLog, predict_last, train_sequences
+from starcast.models.lstm_net import SequenceNet
+
+
+class LSTMModel(RatingModel):
+    name = "lstm"
+
+    def __init__(
+        self, config: LSTMConfig = LSTMConfig(), train: TrainConfig = TrainConfig(),
+        progress: Progress | None = None, **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.train_config = train
+        self.progress = progress
+
+    def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
+        device, _ = prepare(self.train_config)
+        epochs = self.train_config.epochs or self.config.epochs
+        has_valid = valid is not None and valid.height > 0
+        self.log_ = self._train(train, valid if has_valid else None, epochs, device)
+        if has_valid and self.config.refit:
+            # the chosen number of epochs again, on everything known: valid is the most recent data
+            self.users_ = Vocabulary.build(pl.concat([train[USER], valid[USER]]))
+            refit_log = self._train(pl.concat([train, valid]), None, self.log_.best_epoch, device)
+            self.log_.refit_epochs = refit_log.epochs
+        self.net_.cpu()
+
+    def _train(
+        self, train: pl.DataFrame, valid: pl.DataFrame | None, epochs: int, device: torch.device
+    ) -> TrainLog:
+        prepare(self.train_config)  # the same seed for the search and the refit
+        rng = np.random.default_rng(self.train_config.seed)
+        self.items_ = Vocabulary.build(train[ITEM], self.config.min_count)
+        self.mu_, _, self.b_item_ = fit_biases(
+            self.users_.encode(train[USER]), self.items_.encode(train[ITEM]),
+            train[RATING].to_numpy(), len(self.users_), len(self.items_), BiasConfig(),
+        )
+        self.net_ = SequenceNet(self.config, len(self.items_), len(FEATURES), self.mu_,
+                                self.b_item_, stars=self._stars()).to(device)
+        valid_seqs = None if valid is None else self._query_sequences(pl.concat([train, valid]), valid)
+        return train_sequences(
+            self.net_, self._training_sequences(train), valid_seqs, self.config, epochs, device,
+            rng, self._class_weights(train, device), self.progress,
+            (self.scale.low, self.scale.high),
+        )
+
+    def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
+        seqs = self._query_sequences(history, queries)
+        mean, probs = predict_last(self.net_, seqs, torch.device("cpu"))
+        return Estimate(mean, probs)
+
+    def _stars(self) -> int:
+        return int(round(self.scale.high - self.scale.low)) + 1
+
+    def _with_index(self, events: pl.DataFrame) -> pl.DataFrame:
+        index = self.items_.encode(events[ITEM])
+        out = events.with_columns(pl.Series(ITEM_INDEX, index))
+        if RATING in events.columns:
+            out = out.with_columns(
+                (pl.col(RATING) - self.mu_ - pl.Series(self.b_item_[index])).alias(RESIDUAL)
+            )
+        return out
+
+    def _features(self, history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
+        return target_features(history, queries)
+
+    def _training_sequences(self, train: pl.DataFrame):
+        events = self._with_index(train).sort([USER, TS, ITEM])
+        return training_sequences(events, self._features(events, events), self.config.max_len)
+
+    def _query_sequences(self, history: pl.DataFrame, queries: pl.DataFrame):
+        history = self._with_index(history)
+        queries = self._with_index(queries)
+        feats = self._features(history, queries)
+        return query_sequences(history, queries, feats, self.config.max_len)
+
+    def _class_weights(self, train: pl.DataFrame, device: torch.device) -> torch.Tensor | None:
+        if not self.config.class_weight:
+            return None
+        stars = np.rint(train[RATING].to_numpy() - self.scale.low).astype(int)
+        share = np.bincount(stars, minlength=self._stars()) / len(stars)
+        weights = (np.maximum(share, 1e-3) / share.max()) ** -self.config.class_weight
+        return torch.tensor(weights, dtype=torch.float32, device=device)

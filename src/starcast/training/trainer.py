@@ -1,0 +1,131 @@
+"""The training loop for sequence networks: length-bucketed batches, sparse embedding updates,
+early stopping on valid RMSE with the best weights restored."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from starcast.config import LSTMConfig
+from starcast.features.sequences import Sequences
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class TrainLog:
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    refit_epochs: list[dict] = field(default_factory=list)
+    events_per_second: float = 0.0
+
+
+def length_batches(
+    seqs: Sequences, batch_size: int, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """Groups of sequences of similar length (little padding); shuffled when `rng` is given."""
+    lengths = seqs.lengths
+    jitter = rng.random(len(lengths)) if rng is not None else np.zeros(len(lengths))
+    order = np.lexsort((jitter, lengths))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+@torch.no_grad()
+def predict_last(
+    net: torch.nn.Module, seqs: Sequences, device: torch.device, batch_size: int = 512
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Point prediction (and star probabilities) at the last position of every sequence."""
+    net.eval()
+    mean = np.zeros(len(seqs), dtype=np.float64)
+    probs = None
+    for ids in length_batches(seqs, batch_size):
+        batch = seqs.pad(ids, device)
+        point, p = net.score(batch)
+        last = torch.as_tensor(seqs.lengths[ids] - 1, device=device)
+        rows = torch.arange(len(ids), device=device)
+        mean[ids] = point[rows, last].double().cpu().numpy()
+        if p is not None:
+            probs = np.zeros((len(seqs), p.shape[-1])) if probs is None else probs
+            probs[ids] = p[rows, last].double().cpu().numpy()
+    return mean, probs
+
+
+def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Optimizer]:
+    sparse = [p for m in net.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()]
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in net.parameters() if id(p) not in sparse_ids]
+    return [
+        torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay),
+        torch.optim.SparseAdam(sparse, lr=config.lr_embedding),
+    ]
+
+
+def train_sequences(
+    net: torch.nn.Module, train: Sequences, valid: Sequences | None, config: LSTMConfig,
+    epochs: int, device: torch.device, rng: np.random.Generator,
+    class_weights: torch.Tensor | None = None, progress: Progress | None = None,
+    clip: tuple[float, float] = (1.0, 5.0),
+) -> TrainLog:
+    """Fit `net` on `train`; keep the weights of the epoch with the best valid RMSE."""
+    optimizers = _optimizers(net, config)
+    log, best, best_rmse, stale = TrainLog(), None, np.inf, 0
+    if valid is not None:  # epoch 0, the untrained correction, may be the best there is
+        best, best_rmse = copy.deepcopy(net.state_dict()), _rmse(net, valid, device, clip)
+        log.epochs.append({"epoch": 0, "loss": float("nan"), "valid_rmse": best_rmse, "seconds": 0.0})
+    started, n_events = time.perf_counter(), 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        total, count = 0.0, 0
+        for ids in length_batches(train, config.batch_size, rng):
+            batch = train.pad(ids, device)
+            _drop_items(batch, config.item_dropout, rng, device)
+            loss = net.loss(batch, class_weights)
+            for opt in optimizers:
+                opt.zero_grad()
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+            n = int(batch["mask"].sum())
+            total, count, n_events = total + loss.item() * n, count + n, n_events + n
+            if progress:
+                progress({"epoch": epoch, "loss": total / max(count, 1), "events": n})
+        valid_rmse = _rmse(net, valid, device, clip) if valid is not None else float("nan")
+        entry = {"epoch": epoch, "loss": total / max(count, 1), "valid_rmse": valid_rmse,
+                 "seconds": time.perf_counter() - started}
+        log.epochs.append(entry)
+        if progress:
+            progress({**entry, "epoch_end": True})
+        if valid is None or valid_rmse < best_rmse - 1e-5:
+            best, best_rmse, stale, log.best_epoch = copy.deepcopy(net.state_dict()), valid_rmse, 0, epoch
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best is not None:
+        net.load_state_dict(best)
+    log.events_per_second = n_events / max(time.perf_counter() - started, 1e-9)
+    return log
+
+
+def _drop_items(batch: dict, share: float, rng: np.random.Generator, device: torch.device) -> None:
+    """Replace a share of input item ids by the cold bucket, so that bucket learns new items."""
+    if share <= 0:
+        return
+    drop = torch.from_numpy(rng.random(tuple(batch["item"].shape)) < share).to(device)
+    batch["item"] = batch["item"].masked_fill(drop, 0)
+
+
+def _rmse(
+    net: torch.nn.Module, seqs: Sequences, device: torch.device, clip: tuple[float, float]
+) -> float:
+    pred, _ = predict_last(net, seqs, device)
+    target = seqs.target[seqs.last_positions()]
+    return float(np.sqrt(np.mean((np.clip(pred, *clip) - target) ** 2)))
