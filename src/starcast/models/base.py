@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
+import torch
 
 from starcast.data.schema import ITEM, QUERY_COLUMNS, USER, RatingScale, empty_events
 from starcast.errors import NotFittedError
@@ -68,6 +69,20 @@ class RatingModel(ABC):
         seen = visible_sums(history, queries, pl.lit(1.0))["n"].to_numpy() > 0
         return item_cold | (user_new & ~seen)
 
+    def get_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Fitted state as named tensors (for safetensors) and JSON-ready metadata."""
+        self._check_fitted()
+        tensors, meta = self._state()
+        meta = meta | {"users": self.users_.to_list(), "items": self.items_.to_list()}
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
+
+    def set_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Self:
+        """Restore what `get_state` returned; the model must be built with the same config."""
+        self.users_ = Vocabulary(meta["users"])
+        self.items_ = Vocabulary(meta["items"])
+        self._restore(tensors, meta)
+        return self
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "items_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
@@ -77,4 +92,10 @@ class RatingModel(ABC):
 
     @abstractmethod
     def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate: ...
+
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    @abstractmethod
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
 

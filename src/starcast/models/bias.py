@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import torch
 
 from starcast.config import BiasConfig
 from starcast.data.schema import ITEM, RATING, USER
@@ -58,3 +59,11 @@ class BiasModel(RatingModel):
         )
         sums = visible_sums(history, queries, residual)
         return (sums["s"] / (sums["n"] + self.config.reg_user)).to_numpy()
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {"b_user": torch.from_numpy(self.b_user_), "b_item": torch.from_numpy(self.b_item_)}
+        return tensors, {"mu": self.mu_}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.mu_ = float(meta["mu"])
+        self.b_user_, self.b_item_ = tensors["b_user"].numpy(), tensors["b_item"].numpy()

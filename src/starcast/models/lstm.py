@@ -71,6 +71,22 @@ class LSTMModel(RatingModel):
         mean, probs = predict_last(self.net_, seqs, torch.device("cpu"))
         return Estimate(mean, probs)
 
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        tensors["b_item"] = torch.from_numpy(self.b_item_)
+        log = {"epochs": self.log_.epochs, "best_epoch": self.log_.best_epoch,
+               "refit_epochs": self.log_.refit_epochs}
+        return tensors, {"mu": self.mu_, "training_log": log}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.mu_ = float(meta["mu"])
+        self.b_item_ = tensors["b_item"].numpy()
+        self.net_ = SequenceNet(self.config, len(self.items_), len(FEATURES), self.mu_,
+                                self.b_item_, stars=self._stars())
+        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        log = meta["training_log"]
+        self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"])
+
     def _stars(self) -> int:
         return int(round(self.scale.high - self.scale.low)) + 1
 

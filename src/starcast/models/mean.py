@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import torch
 
 from starcast.data.schema import RATING
 from starcast.models.base import Estimate, RatingModel
@@ -17,3 +18,9 @@ class GlobalMean(RatingModel):
 
     def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
         return Estimate(np.full(queries.height, self.mean_))
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {}, {"mean": self.mean_}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.mean_ = float(meta["mean"])

@@ -1,0 +1,209 @@
+"""The `starcast` command line: parse, call one library function, render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from starcast.data.readers import ColumnMap, ReadResult, read_events
+from starcast.data.report import ReadReport
+from starcast.errors import StarcastError
+
+app = typer.Typer(no_args_is_help=True, help="Predict star ratings from time-ordered reviews.")
+data_app = typer.Typer(no_args_is_help=True, help="Read, inspect and generate review data.")
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+out = Console()
+
+FormatOpt = Annotated[str | None, typer.Option("--format", help="Input format (default: detect).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first bad row.")]
+UserCol = Annotated[str, typer.Option("--user-col", help="CSV/Parquet user column.")]
+ItemCol = Annotated[str, typer.Option("--item-col", help="CSV/Parquet item column.")]
+RatingCol = Annotated[str, typer.Option("--rating-col", help="CSV/Parquet rating column.")]
+TsCol = Annotated[str, typer.Option("--ts-col", help="CSV/Parquet timestamp column.")]
+
+
+def _read(
+    path: Path, fmt: str | None, strict: bool, user: str, item: str, rating: str, ts: str
+) -> ReadResult:
+    result = read_events(
+        path, format=fmt, strict=strict, columns=ColumnMap(user, item, rating, ts)
+    )
+    _render_report(result.report)
+    return result
+
+
+def _render_report(report: ReadReport) -> None:
+    console.print(
+        f"[bold]{report.source}[/] ({report.format}): {report.lines_read:,} lines read, "
+        f"{report.bad_total:,} bad, {report.duplicates_removed:,} duplicate (user, item) removed, "
+        f"{report.kept:,} events"
+    )
+    for reason, count in report.bad.most_common():
+        console.print(f"  skipped {count:,}: {reason}")
+    for example in report.examples:
+        console.print(f"  e.g. {example}")
+
+
+def _table(rows: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for key in rows[0]:
+        table.add_column(key, justify="left" if key == "model" else "right")
+    for row in rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+    return table
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(help="Synthetic events to generate.")] = 60_000,
+    seed: Annotated[int, typer.Option(help="Seed for data and models.")] = 0,
+) -> None:
+    """Generate synthetic reviews, split them in time, fit the models, compare them on test."""
+    from starcast.demo import DemoConfig, run_demo
+
+    with console.status("starting") as status:
+        rows = run_demo(DemoConfig(events=events, seed=seed), step=status.update)
+    out.print(_table(rows, "starcast demo: synthetic data, `time` split, test set"))
+
+
+@app.command()
+def split(
+    data: Annotated[Path, typer.Argument(help="Review file (any supported format).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for train/valid/test.csv.")],
+    protocol: Annotated[str, typer.Option(help="loo | time")] = "time",
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+    user_col: UserCol = "user", item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating", ts_col: TsCol = "ts",
+) -> None:
+    """Split reviews in time and write train.csv, valid.csv and test.csv."""
+    from starcast.data.splits import split_events
+
+    events = _read(data, fmt, strict, user_col, item_col, rating_col, ts_col).events
+    parts = split_events(events, protocol)
+    for name, path in parts.write(out_dir).items():
+        out.print(f"{name}: {getattr(parts, name).height:,} events -> {path}")
+
+
+@data_app.command("inspect")
+def inspect(
+    data: Annotated[Path, typer.Argument(help="Review file (any supported format).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+    user_col: UserCol = "user", item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating", ts_col: TsCol = "ts",
+) -> None:
+    """Events, users, items, rating imbalance, activity, time span and cold-start shares."""
+    from starcast.data.inspect import inspect_events
+
+    result = _read(data, fmt, strict, user_col, item_col, rating_col, ts_col)
+    facts = inspect_events(result.events, result.report)
+    if as_json:
+        print(json.dumps(facts, indent=2))
+        return
+    out.print_json(data=facts)
+
+
+@data_app.command("synth")
+def synth(
+    out_path: Annotated[Path, typer.Option("--out", help="Events file (.parquet or .csv).")],
+    users: int = 2_000, items: int = 500, events: int = 50_000, seed: int = 0,
+) -> None:
+    """Generate synthetic reviews (items written beside them as <stem>.items.parquet)."""
+    from starcast.data.synth import SynthConfig, generate, write
+
+    with console.status(f"generating {events:,} events"):
+        paths = write(generate(SynthConfig(users, items, events, seed=seed)), out_path)
+    out.print(f"events -> {paths[0]}\nitems -> {paths[1]}")
+
+
+def _training_progress(progress: Progress):
+    task = progress.add_task("training", total=None)
+    state: dict = {"valid": float("nan")}
+
+    def on_update(info: dict) -> None:
+        if info.get("epoch_end"):
+            state["valid"] = info["valid_rmse"]
+        progress.update(task, description=(
+            f"epoch {info['epoch']}  loss {info['loss']:.4f}  valid RMSE {state['valid']:.4f}"
+        ))
+
+    return on_update
+
+
+@app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    train_path: Annotated[Path | None, typer.Option("--train", help="Training events.")] = None,
+    valid_path: Annotated[Path | None, typer.Option("--valid", help="Validation events.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Raw reviews to split internally.")] = None,
+    split_protocol: Annotated[str, typer.Option("--split", help="loo | time (with --data)")] = "time",
+    model: Annotated[str | None, typer.Option(help="lstm | seed | bias | mf | mean")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the training run.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the epoch count.")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON or TOML run configuration.")] = None,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Fit a model on TRAIN (early stopping on VALID) or on a split of --data; save it."""
+    from starcast.config import StarcastConfig, load_config
+    from starcast.data.splits import split_events
+    from starcast.forecaster import Forecaster
+
+    if data is not None:
+        parts = split_events(_read_plain(data, fmt, strict), split_protocol)
+        train_events, valid_events = parts.train, parts.valid
+    elif train_path is not None:
+        train_events = _read_plain(train_path, fmt, strict)
+        valid_events = _read_plain(valid_path, fmt, strict) if valid_path else None
+    else:
+        raise typer.BadParameter("give --train (and --valid) or --data with --split")
+    run = load_config(config) if config else StarcastConfig()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console) as progress:
+        forecaster = Forecaster(model, run, seed=seed, epochs=epochs,
+                                progress=_training_progress(progress))
+        forecaster.fit(train_events, valid_events)
+    forecaster.save(out_dir)
+    out.print(f"{forecaster.config.model} model -> {out_dir}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="Model directory from `starcast train`.")],
+    queries: Annotated[Path, typer.Option(help="CSV/Parquet with user,item,ts.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Predictions CSV.")],
+    history: Annotated[Path | None, typer.Option(help="Events the predictions may use.")] = None,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """One prediction per query, in order: user,item,ts,prediction,cold (+ p1..p5)."""
+    from starcast.data.queries import read_queries
+    from starcast.forecaster import Forecaster
+
+    forecaster = Forecaster.load(model)
+    events = _read_plain(history, fmt, strict) if history else None
+    predictions = forecaster.predict(events, read_queries(queries))
+    predictions.write_csv(out_path)
+    out.print(f"{predictions.height:,} predictions -> {out_path}")
+
+
+def _read_plain(path: Path, fmt: str | None, strict: bool):
+    return _read(path, fmt, strict, "user", "item", "rating", "ts").events
+
+
+def main() -> None:
+    """Entry point: library errors become one clear line and exit code 2."""
+    try:
+        app()
+    except StarcastError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise SystemExit(2) from None

@@ -1,0 +1,125 @@
+"""`Forecaster`: the public estimator that composes config, model, training and persistence.
+
+    Forecaster(model="lstm").fit(train, valid).predict(history, queries)
+    forecaster.save("model_dir"); Forecaster.load("model_dir")
+
+A model directory holds `model.safetensors` (weights) and `model.json` (format version,
+configuration, vocabularies, training log). Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
+
+import polars as pl
+from safetensors.torch import load_file, save_file
+
+from starcast.config import StarcastConfig, from_dict, to_dict
+from starcast.data.schema import RatingScale
+from starcast.errors import ConfigError, ModelFormatError, NotFittedError
+from starcast.models.base import RatingModel
+from starcast.models.bias import BiasModel
+from starcast.models.lstm import LSTMModel
+from starcast.models.mean import GlobalMean
+from starcast.models.mf import MFModel
+from starcast.models.seed import SeedModel
+from starcast.training.trainer import Progress
+
+FORMAT_VERSION = 1
+WEIGHTS, META = "model.safetensors", "model.json"
+
+Builder = Callable[[StarcastConfig, RatingScale, Progress | None], RatingModel]
+MODELS: dict[str, Builder] = {
+    "mean": lambda c, s, p: GlobalMean(scale=s),
+    "bias": lambda c, s, p: BiasModel(c.bias, scale=s),
+    "mf": lambda c, s, p: MFModel(c.mf, c.train, scale=s),
+    "seed": lambda c, s, p: SeedModel(c.seed_model, c.train, scale=s),
+    "lstm": lambda c, s, p: LSTMModel(c.lstm, c.train, progress=p, scale=s),
+}
+
+
+class Forecaster:
+    """Predicts star ratings; `fit` returns self, fitted state lives in `model_`."""
+
+    def __init__(
+        self, model: str | None = None, config: StarcastConfig | None = None, *,
+        seed: int | None = None, epochs: int | None = None,
+        scale: RatingScale = RatingScale(), progress: Progress | None = None,
+    ) -> None:
+        config = config or StarcastConfig()
+        train = dataclasses.replace(
+            config.train,
+            **{k: v for k, v in {"seed": seed, "epochs": epochs}.items() if v is not None},
+        )
+        self.config = dataclasses.replace(config, model=model or config.model, train=train)
+        if self.config.model not in MODELS:
+            raise ConfigError(f"unknown model {self.config.model!r}; choose one of {list(MODELS)}")
+        self.scale = scale
+        self.progress = progress
+
+    def fit(self, train: pl.DataFrame, valid: pl.DataFrame | None = None) -> Self:
+        model = MODELS[self.config.model](self.config, self.scale, self.progress)
+        self.model_ = model.fit(train, valid)
+        return self
+
+    def predict(self, history: pl.DataFrame | None, queries: pl.DataFrame) -> pl.DataFrame:
+        """One row per query, in order: user, item, ts, prediction, cold (+ p1..p5)."""
+        return self._fitted().predict(history, queries)
+
+    def save(self, directory: str | Path) -> Path:
+        tensors, meta = self._fitted().get_state()
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(out / WEIGHTS))
+        document = {
+            "format_version": FORMAT_VERSION,
+            "config": to_dict(self.config),
+            "scale": [self.scale.low, self.scale.high],
+            "state": meta,
+        }
+        (out / META).write_text(json.dumps(document))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Forecaster:
+        document = _read_meta(Path(directory))
+        config = from_dict(StarcastConfig, document["config"], where=f"{directory}/{META}")
+        forecaster = cls(config=config, scale=RatingScale(*document["scale"]))
+        model = MODELS[config.model](config, forecaster.scale, None)
+        tensors = load_file(str(Path(directory) / WEIGHTS))
+        forecaster.model_ = model.set_state(tensors, document["state"])
+        return forecaster
+
+    @property
+    def training_log(self) -> dict[str, Any] | None:
+        log = getattr(self._fitted(), "log_", None)
+        return dataclasses.asdict(log) if dataclasses.is_dataclass(log) else None
+
+    def _fitted(self) -> RatingModel:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("Forecaster is not fitted: call fit() or Forecaster.load()")
+        return self.model_
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    meta, weights = directory / META, directory / WEIGHTS
+    if not meta.is_file() or not weights.is_file():
+        raise ModelFormatError(f"{directory} is not a starcast model directory "
+                               f"(needs {META} and {WEIGHTS})")
+    try:
+        document = json.loads(meta.read_text())
+    except ValueError as err:
+        raise ModelFormatError(f"{meta}: not valid JSON: {err}") from err
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{meta}: model format version {version!r}, this starcast reads {FORMAT_VERSION}; "
+            "retrain the model or use the starcast version that wrote it"
+        )
+    return document
+
+
