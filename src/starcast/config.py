@@ -69,11 +69,11 @@ class LSTMConfig:
     mlp: int = 64
     head: str = "regression"  # regression | ordinal
     class_weight: float = 0.0  # exponent: weight of a true class = (share / max share) ** -this
-    dropout: float = 0.1
+    dropout: float = 0.3
     item_dropout: float = 0.05  # share of item ids replaced by the cold bucket while training
     min_count: int = 1  # items seen fewer times in training share the cold bucket
     max_len: int = 200  # longer customers are cut into chunks of this many events
-    reg_user: float = 2.0  # initial shrinkage of the user bias folded in from history (learned)
+    user_shrinkage: float | None = None  # initial fold-in shrinkage; None: empirical Bayes
     reg_item: float = 10.0  # initial shrinkage of the item's drift from its trained bias (learned)
     l2_item: float = 1e-4  # per touched item row, not per event
     lr: float = 3e-3

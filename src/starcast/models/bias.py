@@ -67,3 +67,19 @@ class BiasModel(RatingModel):
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         self.mu_ = float(meta["mu"])
         self.b_user_, self.b_item_ = tensors["b_user"].numpy(), tensors["b_item"].numpy()
+
+
+def empirical_bayes_shrinkage(users: np.ndarray, residuals: np.ndarray, n_users: int) -> float:
+    """The user-bias shrinkage the data suggests: within-user over between-user variance.
+
+    Method of moments: a user's mean residual varies by tau^2 (true bias) plus sigma^2 / n
+    (noise); the posterior mean of the bias is sum / (n + sigma^2 / tau^2).
+    """
+    n = np.bincount(users, minlength=n_users)
+    sums = np.bincount(users, residuals, minlength=n_users)
+    seen = n > 0
+    user_mean = sums / np.maximum(n, 1)
+    dof = max(1, int((n[seen] - 1).sum()))
+    within = float(((residuals - user_mean[users]) ** 2).sum() / dof)
+    between = float(np.var(user_mean[seen]) - np.mean(within / n[seen]))
+    return float(np.clip(within / max(between, 1e-3), 0.1, 50.0))

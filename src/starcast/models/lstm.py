@@ -17,7 +17,7 @@ from starcast.features.sequences import (
 )
 from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, RatingModel
-from starcast.models.bias import fit_biases
+from starcast.models.bias import empirical_bayes_shrinkage, fit_biases
 from starcast.training.runtime import prepare
 from starcast.training.trainer import Progress, TrainLog, predict_last, train_sequences
 from starcast.models.lstm_net import SequenceNet
@@ -57,8 +57,12 @@ class LSTMModel(RatingModel):
             self.users_.encode(train[USER]), self.items_.encode(train[ITEM]),
             train[RATING].to_numpy(), len(self.users_), len(self.items_), BiasConfig(),
         )
-        self.net_ = SequenceNet(self.config, len(self.items_), len(FEATURES), self.mu_,
-                                self.b_item_, stars=self._stars()).to(device)
+        users = self.users_.encode(train[USER])
+        residual = train[RATING].to_numpy() - self.mu_ - self.b_item_[self.items_.encode(train[ITEM])]
+        self.user_shrinkage_ = self.config.user_shrinkage or empirical_bayes_shrinkage(
+            users, residual, len(self.users_)
+        )
+        self.net_ = self._network().to(device)
         valid_seqs = None if valid is None else self._query_sequences(pl.concat([train, valid]), valid)
         return train_sequences(
             self.net_, self._training_sequences(train), valid_seqs, self.config, epochs, device,
@@ -76,16 +80,21 @@ class LSTMModel(RatingModel):
         tensors["b_item"] = torch.from_numpy(self.b_item_)
         log = {"epochs": self.log_.epochs, "best_epoch": self.log_.best_epoch,
                "refit_epochs": self.log_.refit_epochs}
-        return tensors, {"mu": self.mu_, "training_log": log}
+        return tensors, {"mu": self.mu_, "user_shrinkage": self.user_shrinkage_,
+                         "training_log": log}
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         self.mu_ = float(meta["mu"])
         self.b_item_ = tensors["b_item"].numpy()
-        self.net_ = SequenceNet(self.config, len(self.items_), len(FEATURES), self.mu_,
-                                self.b_item_, stars=self._stars())
+        self.user_shrinkage_ = float(meta["user_shrinkage"])
+        self.net_ = self._network()
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         log = meta["training_log"]
         self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"])
+
+    def _network(self) -> SequenceNet:
+        return SequenceNet(self.config, len(self.items_), len(FEATURES), self.mu_, self.b_item_,
+                           self.user_shrinkage_, stars=self._stars())
 
     def _stars(self) -> int:
         return int(round(self.scale.high - self.scale.low)) + 1

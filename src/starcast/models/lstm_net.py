@@ -22,7 +22,7 @@ from starcast.config import LSTMConfig
 class SequenceNet(nn.Module):
     def __init__(
         self, config: LSTMConfig, n_items: int, n_features: int, mu: float,
-        item_bias: np.ndarray, stars: int = 5,
+        item_bias: np.ndarray, user_shrinkage: float, stars: int = 5,
     ) -> None:
         super().__init__()
         self.config = config
@@ -37,7 +37,7 @@ class SequenceNet(nn.Module):
         # learned shrinkage (softplus-parameterised) of the user, item and recent-item means
         inverse_softplus = lambda x: float(np.log(np.expm1(x)))  # noqa: E731
         self.shrink = nn.Parameter(torch.tensor(
-            [inverse_softplus(v) for v in (config.reg_user, config.reg_item, 2.0)]
+            [inverse_softplus(v) for v in (user_shrinkage, config.reg_item, 2.0)]
         ))
         head_in = config.hidden + config.item_dim + n_features + 1
         self.mlp = nn.Sequential(
