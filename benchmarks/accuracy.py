@@ -21,11 +21,16 @@ import polars as pl
 from starcast import Forecaster, read_events, split_events
 from starcast.evaluation.metrics import summary
 
-DATA = Path(os.environ.get("STARCAST_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data"))
+DATA = Path(
+    os.environ.get("STARCAST_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data")
+)
 SETS = ("All_Beauty_5.json.gz", "Digital_Music_5.partial.json.gz")
-TO_BEAT = {("All_Beauty_5.json.gz", "loo"): 0.4042, ("All_Beauty_5.json.gz", "time"): 1.9364,
-           ("Digital_Music_5.partial.json.gz", "loo"): 0.7187,
-           ("Digital_Music_5.partial.json.gz", "time"): 0.7891}
+TO_BEAT = {
+    ("All_Beauty_5.json.gz", "loo"): 0.4042,
+    ("All_Beauty_5.json.gz", "time"): 1.9364,
+    ("Digital_Music_5.partial.json.gz", "loo"): 0.7187,
+    ("Digital_Music_5.partial.json.gz", "time"): 0.7891,
+}
 OUT = Path(__file__).parent / "results"
 
 
@@ -45,23 +50,33 @@ def run(models: list[str], seeds: int) -> list[dict]:
                     seconds += time.perf_counter() - start
                     pred = fitted.predict(history, split.test)["prediction"].to_numpy()
                     scores.append(summary(truth, pred))
-                row = {"data": name, "protocol": protocol, "model": model, "seeds": seeds,
-                       "rmse": float(np.mean([s["rmse"] for s in scores])),
-                       "rmse_spread": float(np.std([s["rmse"] for s in scores])),
-                       "macro_mae": float(np.mean([s["macro_mae"] for s in scores])),
-                       "fit_seconds": seconds / seeds, "to_beat": TO_BEAT[(name, protocol)]}
+                row = {
+                    "data": name,
+                    "protocol": protocol,
+                    "model": model,
+                    "seeds": seeds,
+                    "rmse": float(np.mean([s["rmse"] for s in scores])),
+                    "rmse_spread": float(np.std([s["rmse"] for s in scores])),
+                    "macro_mae": float(np.mean([s["macro_mae"] for s in scores])),
+                    "fit_seconds": seconds / seeds,
+                    "to_beat": TO_BEAT[(name, protocol)],
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| data | protocol | model | test RMSE (± seeds) | to beat | macro-MAE | fit s |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| data | protocol | model | test RMSE (± seeds) | to beat | macro-MAE | fit s |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['data'].split('.')[0]} | {r['protocol']} | {r['model']} | "
-                     f"{r['rmse']:.4f} ±{r['rmse_spread']:.4f} | {r['to_beat']:.4f} | "
-                     f"{r['macro_mae']:.4f} | {r['fit_seconds']:.1f} |")
+        lines.append(
+            f"| {r['data'].split('.')[0]} | {r['protocol']} | {r['model']} | "
+            f"{r['rmse']:.4f} ±{r['rmse_spread']:.4f} | {r['to_beat']:.4f} | "
+            f"{r['macro_mae']:.4f} | {r['fit_seconds']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

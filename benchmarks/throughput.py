@@ -27,13 +27,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
-    data = generate(SynthConfig(users=args.events // 25, items=args.events // 100,
-                                events=args.events, seed=0))
+    data = generate(
+        SynthConfig(users=args.events // 25, items=args.events // 100, events=args.events, seed=0)
+    )
     split = split_events(data.events, "time")
-    result = {"events": args.events, "train_events": split.train.height, "epochs": args.epochs,
-              "machine": f"{platform.processor() or platform.machine()}, "
-                         f"{torch.get_num_threads()} torch threads available, "
-                         f"python {platform.python_version()}, torch {torch.__version__}"}
+    result = {
+        "events": args.events,
+        "train_events": split.train.height,
+        "epochs": args.epochs,
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads available, "
+        f"python {platform.python_version()}, torch {torch.__version__}",
+    }
     history = pl.concat([split.train, split.valid])
     for name in ("lstm", "seed"):
         start = time.perf_counter()
@@ -42,9 +47,11 @@ def main() -> None:
         start = time.perf_counter()
         model.predict(history, split.test)
         pred = time.perf_counter() - start
-        result[name] = {"fit_seconds": fit,
-                        "train_events_per_second": split.train.height * args.epochs / fit,
-                        "predictions_per_second": split.test.height / pred}
+        result[name] = {
+            "fit_seconds": fit,
+            "train_events_per_second": split.train.height * args.epochs / fit,
+            "predictions_per_second": split.test.height / pred,
+        }
         print(name, result[name], flush=True)
     result["lstm_over_seed_training_speed"] = (
         result["lstm"]["train_events_per_second"] / result["seed"]["train_events_per_second"]

@@ -16,7 +16,7 @@ def invoke(*args):
 
 def test_inspect_json_reports_the_all_beauty_counts(data_dir):
     result = invoke("data", "inspect", data_dir / "amazon" / "All_Beauty_5.json.gz", "--json")
-    facts = json.loads(result.stdout[result.stdout.index("{"):])
+    facts = json.loads(result.stdout[result.stdout.index("{") :])
     assert facts["source"]["lines_read"] == 5269
     assert facts["source"]["duplicates_removed"] == 1177
     assert (facts["events"], facts["users"], facts["items"]) == (4092, 991, 85)
@@ -28,12 +28,34 @@ def test_synth_split_train_predict_round_trip(tmp_path):
     invoke("data", "synth", "--users", 100, "--items", 40, "--events", 1500, "--out", data)
     invoke("split", data, "--protocol", "time", "--out", tmp_path / "split")
     for name in ("train", "valid", "test"):
-        assert pl.read_csv(tmp_path / "split" / f"{name}.csv").columns == ["user", "item",
-                                                                           "rating", "ts"]
-    invoke("train", "--train", tmp_path / "split/train.csv", "--valid", tmp_path / "split/valid.csv",
-           "--out", tmp_path / "model", "--epochs", 1)
-    invoke("predict", "--model", tmp_path / "model", "--history", tmp_path / "split/train.csv",
-           "--queries", tmp_path / "split/test.csv", "--out", tmp_path / "pred.csv")
+        assert pl.read_csv(tmp_path / "split" / f"{name}.csv").columns == [
+            "user",
+            "item",
+            "rating",
+            "ts",
+        ]
+    invoke(
+        "train",
+        "--train",
+        tmp_path / "split/train.csv",
+        "--valid",
+        tmp_path / "split/valid.csv",
+        "--out",
+        tmp_path / "model",
+        "--epochs",
+        1,
+    )
+    invoke(
+        "predict",
+        "--model",
+        tmp_path / "model",
+        "--history",
+        tmp_path / "split/train.csv",
+        "--queries",
+        tmp_path / "split/test.csv",
+        "--out",
+        tmp_path / "pred.csv",
+    )
     pred = pl.read_csv(tmp_path / "pred.csv")
     test = pl.read_csv(tmp_path / "split/test.csv")
     assert pred.height == test.height
@@ -42,17 +64,45 @@ def test_synth_split_train_predict_round_trip(tmp_path):
 
 
 def test_train_from_raw_data_with_internal_split(tmp_path, data_dir):
-    invoke("train", "--data", data_dir / "amazon" / "All_Beauty_5.json.gz", "--split", "loo",
-           "--model", "bias", "--out", tmp_path / "m")
+    invoke(
+        "train",
+        "--data",
+        data_dir / "amazon" / "All_Beauty_5.json.gz",
+        "--split",
+        "loo",
+        "--model",
+        "bias",
+        "--out",
+        tmp_path / "m",
+    )
     assert (tmp_path / "m" / "model.safetensors").is_file()
 
 
 def test_bad_queries_name_the_file_and_line(tmp_path, data_dir):
-    invoke("train", "--data", data_dir / "amazon" / "All_Beauty_5.json.gz", "--split", "loo",
-           "--model", "bias", "--out", tmp_path / "m")
+    invoke(
+        "train",
+        "--data",
+        data_dir / "amazon" / "All_Beauty_5.json.gz",
+        "--split",
+        "loo",
+        "--model",
+        "bias",
+        "--out",
+        tmp_path / "m",
+    )
     bad = tmp_path / "q.csv"
     bad.write_text("user,item,ts\na,b,1\nc,d,soon\n")
-    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "m"), "--queries", str(bad),
-                                 "--out", str(tmp_path / "p.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "m"),
+            "--queries",
+            str(bad),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+    )
     assert result.exit_code != 0
     assert "q.csv:3" in str(result.exception) and "'ts'" in str(result.exception)

@@ -32,9 +32,7 @@ TsCol = Annotated[str, typer.Option("--ts-col", help="CSV/Parquet timestamp colu
 def _read(
     path: Path, fmt: str | None, strict: bool, user: str, item: str, rating: str, ts: str
 ) -> ReadResult:
-    result = read_events(
-        path, format=fmt, strict=strict, columns=ColumnMap(user, item, rating, ts)
-    )
+    result = read_events(path, format=fmt, strict=strict, columns=ColumnMap(user, item, rating, ts))
     _render_report(result.report)
     return result
 
@@ -80,8 +78,10 @@ def split(
     protocol: Annotated[str, typer.Option(help="loo | time")] = "time",
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
-    user_col: UserCol = "user", item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating", ts_col: TsCol = "ts",
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    ts_col: TsCol = "ts",
 ) -> None:
     """Split reviews in time and write train.csv, valid.csv and test.csv."""
     from starcast.data.splits import split_events
@@ -98,8 +98,10 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
-    user_col: UserCol = "user", item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating", ts_col: TsCol = "ts",
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    ts_col: TsCol = "ts",
 ) -> None:
     """Events, users, items, rating imbalance, activity, time span and cold-start shares."""
     from starcast.data.inspect import inspect_events
@@ -115,7 +117,10 @@ def inspect(
 @data_app.command("synth")
 def synth(
     out_path: Annotated[Path, typer.Option("--out", help="Events file (.parquet or .csv).")],
-    users: int = 2_000, items: int = 500, events: int = 50_000, seed: int = 0,
+    users: int = 2_000,
+    items: int = 500,
+    events: int = 50_000,
+    seed: int = 0,
 ) -> None:
     """Generate synthetic reviews (items written beside them as <stem>.items.parquet)."""
     from starcast.data.synth import SynthConfig, generate, write
@@ -132,9 +137,12 @@ def _training_progress(progress: Progress):
     def on_update(info: dict) -> None:
         if info.get("epoch_end"):
             state["valid"] = info["valid_rmse"]
-        progress.update(task, description=(
-            f"epoch {info['epoch']}  loss {info['loss']:.4f}  valid RMSE {state['valid']:.4f}"
-        ))
+        progress.update(
+            task,
+            description=(
+                f"epoch {info['epoch']}  loss {info['loss']:.4f}  valid RMSE {state['valid']:.4f}"
+            ),
+        )
 
     return on_update
 
@@ -145,7 +153,9 @@ def train(
     train_path: Annotated[Path | None, typer.Option("--train", help="Training events.")] = None,
     valid_path: Annotated[Path | None, typer.Option("--valid", help="Validation events.")] = None,
     data: Annotated[Path | None, typer.Option(help="Raw reviews to split internally.")] = None,
-    split_protocol: Annotated[str, typer.Option("--split", help="loo | time (with --data)")] = "time",
+    split_protocol: Annotated[
+        str, typer.Option("--split", help="loo | time (with --data)")
+    ] = "time",
     model: Annotated[str | None, typer.Option(help="lstm | seed | bias | mf | mean")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the training run.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the epoch count.")] = None,
@@ -167,10 +177,12 @@ def train(
     else:
         raise typer.BadParameter("give --train (and --valid) or --data with --split")
     run = load_config(config) if config else StarcastConfig()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console) as progress:
-        forecaster = Forecaster(model, run, seed=seed, epochs=epochs,
-                                progress=_training_progress(progress))
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
+        forecaster = Forecaster(
+            model, run, seed=seed, epochs=epochs, progress=_training_progress(progress)
+        )
         forecaster.fit(train_events, valid_events)
     forecaster.save(out_dir)
     out.print(f"{forecaster.config.model} model -> {out_dir}")

@@ -15,7 +15,10 @@ _Q = "_query"
 
 
 def visible_sums(
-    history: pl.DataFrame, queries: pl.DataFrame, value: pl.Expr, by: str = USER,
+    history: pl.DataFrame,
+    queries: pl.DataFrame,
+    value: pl.Expr,
+    by: str = USER,
     recent: int = 0,
 ) -> pl.DataFrame:
     """Per query, in query order: `n` visible events of its `by` key and `s` the sum of `value`.
@@ -36,15 +39,14 @@ def visible_sums(
         (pl.col("s").fill_null(0) - pl.col("own_s")).alias("s"),
     ]
     if recent:
-        back = per_event.select(
-            by, (pl.col("n") + recent).alias("n"), pl.col("s").alias("s_back")
-        )
+        back = per_event.select(by, (pl.col("n") + recent).alias("n"), pl.col("s").alias("s_back"))
         asof = asof.join(back, on=[by, "n"], how="left")
         n_recent = pl.min_horizontal(pl.col("n").fill_null(0), recent)
         columns += [
             (n_recent - pl.col("own_n")).alias("n_recent"),
-            (pl.col("s").fill_null(0) - pl.col("s_back").fill_null(0) - pl.col("own_s"))
-            .alias("s_recent"),
+            (pl.col("s").fill_null(0) - pl.col("s_back").fill_null(0) - pl.col("own_s")).alias(
+                "s_recent"
+            ),
         ]
     own = _own_pair(q, h)
     return (

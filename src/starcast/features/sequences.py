@@ -86,7 +86,9 @@ def training_sequences(events: pl.DataFrame, feats: np.ndarray, max_len: int) ->
     """
     users = events[USER].to_numpy()
     new_user = np.r_[True, users[1:] != users[:-1]]
-    position = np.arange(len(users)) - np.maximum.accumulate(np.where(new_user, np.arange(len(users)), 0))
+    position = np.arange(len(users)) - np.maximum.accumulate(
+        np.where(new_user, np.arange(len(users)), 0)
+    )
     starts = np.flatnonzero(new_user | (position % max_len == 0))
     offsets = np.r_[starts, len(users)].astype(np.int64)
     ts = events[TS].to_numpy()
@@ -112,8 +114,11 @@ def query_sequences(
     """
     hist = history.sort([USER, TS, ITEM]).with_row_index("_pos")
     prefix = _visible_positions(hist, queries, max_len - 1)
-    counts = np.bincount(prefix["_query"], minlength=queries.height) if len(prefix["_pos"]) else (
-        np.zeros(queries.height, dtype=np.int64))
+    counts = (
+        np.bincount(prefix["_query"], minlength=queries.height)
+        if len(prefix["_pos"])
+        else (np.zeros(queries.height, dtype=np.int64))
+    )
     offsets = np.r_[0, np.cumsum(counts + 1)].astype(np.int64)
     n = offsets[-1]
     last = offsets[1:] - 1
@@ -122,7 +127,11 @@ def query_sequences(
     pos = prefix["_pos"]
     take = lambda col, dtype: hist[col].to_numpy()[pos].astype(dtype)  # noqa: E731
     item, rating, ts = np.zeros(n, np.int64), np.zeros(n, np.float32), np.zeros(n, np.int64)
-    item[slot], rating[slot], ts[slot] = take(ITEM_INDEX, np.int64), take(RATING, np.float32), take(TS, np.int64)
+    item[slot], rating[slot], ts[slot] = (
+        take(ITEM_INDEX, np.int64),
+        take(RATING, np.float32),
+        take(TS, np.int64),
+    )
     item[last] = queries[ITEM_INDEX].to_numpy()
     ts[last] = queries[TS].to_numpy()
     target = np.full(n, np.nan, dtype=np.float32)
@@ -135,7 +144,9 @@ def query_sequences(
     return Sequences(item, rating, _gaps(ts, offsets), all_feats, target, is_target, offsets)
 
 
-def _visible_positions(hist: pl.DataFrame, queries: pl.DataFrame, keep: int) -> dict[str, np.ndarray]:
+def _visible_positions(
+    hist: pl.DataFrame, queries: pl.DataFrame, keep: int
+) -> dict[str, np.ndarray]:
     """(query, history position) pairs: each query's last `keep` visible events, in order."""
     q = queries.select(USER, ITEM, TS).with_row_index("_query")
     pairs = (
@@ -144,5 +155,7 @@ def _visible_positions(hist: pl.DataFrame, queries: pl.DataFrame, keep: int) -> 
         .sort(["_query", "_pos"])
         .filter(pl.int_range(pl.len()).over("_query") >= pl.len().over("_query") - keep)
     )
-    return {"_query": pairs["_query"].to_numpy().astype(np.int64),
-            "_pos": pairs["_pos"].to_numpy().astype(np.int64)}
+    return {
+        "_query": pairs["_query"].to_numpy().astype(np.int64),
+        "_pos": pairs["_pos"].to_numpy().astype(np.int64),
+    }

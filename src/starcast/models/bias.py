@@ -17,7 +17,11 @@ from starcast.models.base import Estimate, RatingModel
 
 
 def fit_biases(
-    users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    n_users: int,
+    n_items: int,
     config: BiasConfig,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """ALS for r ~ mu + b_u + b_i with L2 penalties; returns (mu, b_user, b_item)."""
@@ -42,8 +46,12 @@ class BiasModel(RatingModel):
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         self.mu_, self.b_user_, self.b_item_ = fit_biases(
-            self.users_.encode(train[USER]), self.items_.encode(train[ITEM]),
-            train[RATING].to_numpy(), len(self.users_), len(self.items_), self.config,
+            self.users_.encode(train[USER]),
+            self.items_.encode(train[ITEM]),
+            train[RATING].to_numpy(),
+            len(self.users_),
+            len(self.items_),
+            self.config,
         )
 
     def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
@@ -54,14 +62,17 @@ class BiasModel(RatingModel):
         """Folded in from visible history when there is any history, else the trained bias."""
         if not self.config.fold_in or history.is_empty():
             return self.b_user_[self.users_.encode(queries[USER])]
-        residual = pl.col(RATING) - self.mu_ - pl.Series(
-            self.b_item_[self.items_.encode(history[ITEM])]
+        residual = (
+            pl.col(RATING) - self.mu_ - pl.Series(self.b_item_[self.items_.encode(history[ITEM])])
         )
         sums = visible_sums(history, queries, residual)
         return (sums["s"] / (sums["n"] + self.config.reg_user)).to_numpy()
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        tensors = {"b_user": torch.from_numpy(self.b_user_), "b_item": torch.from_numpy(self.b_item_)}
+        tensors = {
+            "b_user": torch.from_numpy(self.b_user_),
+            "b_item": torch.from_numpy(self.b_item_),
+        }
         return tensors, {"mu": self.mu_}
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:

@@ -13,22 +13,30 @@ import torch
 from starcast.config import BiasConfig, LSTMConfig, TrainConfig
 from starcast.data.schema import ITEM, RATING, TS, USER
 from starcast.features.sequences import (
-    FEATURES, ITEM_INDEX, RESIDUAL, query_sequences, target_features, training_sequences,
+    FEATURES,
+    ITEM_INDEX,
+    RESIDUAL,
+    query_sequences,
+    target_features,
+    training_sequences,
 )
 from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, RatingModel
 from starcast.models.bias import empirical_bayes_shrinkage, fit_biases
+from starcast.models.lstm_net import SequenceNet
 from starcast.training.runtime import prepare
 from starcast.training.trainer import Progress, TrainLog, predict_last, train_sequences
-from starcast.models.lstm_net import SequenceNet
 
 
 class LSTMModel(RatingModel):
     name = "lstm"
 
     def __init__(
-        self, config: LSTMConfig = LSTMConfig(), train: TrainConfig = TrainConfig(),
-        progress: Progress | None = None, **kwargs,
+        self,
+        config: LSTMConfig = LSTMConfig(),
+        train: TrainConfig = TrainConfig(),
+        progress: Progress | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.config = config
@@ -54,19 +62,34 @@ class LSTMModel(RatingModel):
         rng = np.random.default_rng(self.train_config.seed)
         self.items_ = Vocabulary.build(train[ITEM], self.config.min_count)
         self.mu_, _, self.b_item_ = fit_biases(
-            self.users_.encode(train[USER]), self.items_.encode(train[ITEM]),
-            train[RATING].to_numpy(), len(self.users_), len(self.items_), BiasConfig(),
+            self.users_.encode(train[USER]),
+            self.items_.encode(train[ITEM]),
+            train[RATING].to_numpy(),
+            len(self.users_),
+            len(self.items_),
+            BiasConfig(),
         )
         users = self.users_.encode(train[USER])
-        residual = train[RATING].to_numpy() - self.mu_ - self.b_item_[self.items_.encode(train[ITEM])]
+        residual = (
+            train[RATING].to_numpy() - self.mu_ - self.b_item_[self.items_.encode(train[ITEM])]
+        )
         self.user_shrinkage_ = self.config.user_shrinkage or empirical_bayes_shrinkage(
             users, residual, len(self.users_)
         )
         self.net_ = self._network().to(device)
-        valid_seqs = None if valid is None else self._query_sequences(pl.concat([train, valid]), valid)
+        valid_seqs = (
+            None if valid is None else self._query_sequences(pl.concat([train, valid]), valid)
+        )
         return train_sequences(
-            self.net_, self._training_sequences(train), valid_seqs, self.config, epochs, device,
-            rng, self._class_weights(train, device), self.progress,
+            self.net_,
+            self._training_sequences(train),
+            valid_seqs,
+            self.config,
+            epochs,
+            device,
+            rng,
+            self._class_weights(train, device),
+            self.progress,
             (self.scale.low, self.scale.high),
         )
 
@@ -78,10 +101,16 @@ class LSTMModel(RatingModel):
     def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
         tensors["b_item"] = torch.from_numpy(self.b_item_)
-        log = {"epochs": self.log_.epochs, "best_epoch": self.log_.best_epoch,
-               "refit_epochs": self.log_.refit_epochs}
-        return tensors, {"mu": self.mu_, "user_shrinkage": self.user_shrinkage_,
-                         "training_log": log}
+        log = {
+            "epochs": self.log_.epochs,
+            "best_epoch": self.log_.best_epoch,
+            "refit_epochs": self.log_.refit_epochs,
+        }
+        return tensors, {
+            "mu": self.mu_,
+            "user_shrinkage": self.user_shrinkage_,
+            "training_log": log,
+        }
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         self.mu_ = float(meta["mu"])
@@ -93,8 +122,15 @@ class LSTMModel(RatingModel):
         self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"])
 
     def _network(self) -> SequenceNet:
-        return SequenceNet(self.config, len(self.items_), len(FEATURES), self.mu_, self.b_item_,
-                           self.user_shrinkage_, stars=self._stars())
+        return SequenceNet(
+            self.config,
+            len(self.items_),
+            len(FEATURES),
+            self.mu_,
+            self.b_item_,
+            self.user_shrinkage_,
+            stars=self._stars(),
+        )
 
     def _stars(self) -> int:
         return int(round(self.scale.high - self.scale.low)) + 1

@@ -21,8 +21,14 @@ from starcast.config import LSTMConfig
 
 class SequenceNet(nn.Module):
     def __init__(
-        self, config: LSTMConfig, n_items: int, n_features: int, mu: float,
-        item_bias: np.ndarray, user_shrinkage: float, stars: int = 5,
+        self,
+        config: LSTMConfig,
+        n_items: int,
+        n_features: int,
+        mu: float,
+        item_bias: np.ndarray,
+        user_shrinkage: float,
+        stars: int = 5,
     ) -> None:
         super().__init__()
         self.config = config
@@ -36,12 +42,14 @@ class SequenceNet(nn.Module):
         self.c0 = nn.Parameter(torch.zeros(1, 1, config.hidden))
         # learned shrinkage (softplus-parameterised) of the user, item and recent-item means
         inverse_softplus = lambda x: float(np.log(np.expm1(x)))  # noqa: E731
-        self.shrink = nn.Parameter(torch.tensor(
-            [inverse_softplus(v) for v in (user_shrinkage, config.reg_item, 2.0)]
-        ))
+        self.shrink = nn.Parameter(
+            torch.tensor([inverse_softplus(v) for v in (user_shrinkage, config.reg_item, 2.0)])
+        )
         head_in = config.hidden + config.item_dim + n_features + 1
         self.mlp = nn.Sequential(
-            nn.Dropout(config.dropout), nn.Linear(head_in, config.mlp), nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(head_in, config.mlp),
+            nn.ReLU(),
             nn.Linear(config.mlp, 1),
         )
         nn.init.zeros_(self.mlp[-1].weight)  # start from the bias model, learn the correction
@@ -61,8 +69,9 @@ class SequenceNet(nn.Module):
         """(expected rating [B, T], star probabilities [B, T, K] or None)."""
         items = batch["item"]
         emb = self.item(items)
-        steps = torch.cat([emb, (batch["rating"] - self.mu).unsqueeze(-1) / 2,
-                           batch["gap"].unsqueeze(-1)], dim=-1)
+        steps = torch.cat(
+            [emb, (batch["rating"] - self.mu).unsqueeze(-1) / 2, batch["gap"].unsqueeze(-1)], dim=-1
+        )
         b = items.shape[0]
         h0, c0 = (p.expand(1, b, -1).contiguous() for p in (self.h0, self.c0))
         states, _ = self.lstm(steps, (h0, c0))
@@ -106,5 +115,7 @@ class SequenceNet(nn.Module):
             w = weights[(target.round().long() - 1).clamp(0, len(weights) - 1)]
             per_event = per_event * w / w.mean()
         rows = torch.unique(batch["item"][mask])
-        l2 = self.config.l2_item * (self.item(rows).pow(2).sum() + self.item_bias(rows).pow(2).sum())
+        l2 = self.config.l2_item * (
+            self.item(rows).pow(2).sum() + self.item_bias(rows).pow(2).sum()
+        )
         return per_event.mean() + l2 / max(1, int(mask.sum()))

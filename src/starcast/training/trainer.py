@@ -69,9 +69,15 @@ def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Op
 
 
 def train_sequences(
-    net: torch.nn.Module, train: Sequences, valid: Sequences | None, config: LSTMConfig,
-    epochs: int, device: torch.device, rng: np.random.Generator,
-    class_weights: torch.Tensor | None = None, progress: Progress | None = None,
+    net: torch.nn.Module,
+    train: Sequences,
+    valid: Sequences | None,
+    config: LSTMConfig,
+    epochs: int,
+    device: torch.device,
+    rng: np.random.Generator,
+    class_weights: torch.Tensor | None = None,
+    progress: Progress | None = None,
     clip: tuple[float, float] = (1.0, 5.0),
 ) -> TrainLog:
     """Fit `net` on `train`; keep the weights of the epoch with the best valid RMSE."""
@@ -79,7 +85,9 @@ def train_sequences(
     log, best, best_rmse, stale = TrainLog(), None, np.inf, 0
     if valid is not None:  # epoch 0, the untrained correction, may be the best there is
         best, best_rmse = copy.deepcopy(net.state_dict()), _rmse(net, valid, device, clip)
-        log.epochs.append({"epoch": 0, "loss": float("nan"), "valid_rmse": best_rmse, "seconds": 0.0})
+        log.epochs.append(
+            {"epoch": 0, "loss": float("nan"), "valid_rmse": best_rmse, "seconds": 0.0}
+        )
     started, n_events = time.perf_counter(), 0
     for epoch in range(1, epochs + 1):
         net.train()
@@ -98,13 +106,22 @@ def train_sequences(
             if progress:
                 progress({"epoch": epoch, "loss": total / max(count, 1), "events": n})
         valid_rmse = _rmse(net, valid, device, clip) if valid is not None else float("nan")
-        entry = {"epoch": epoch, "loss": total / max(count, 1), "valid_rmse": valid_rmse,
-                 "seconds": time.perf_counter() - started}
+        entry = {
+            "epoch": epoch,
+            "loss": total / max(count, 1),
+            "valid_rmse": valid_rmse,
+            "seconds": time.perf_counter() - started,
+        }
         log.epochs.append(entry)
         if progress:
             progress({**entry, "epoch_end": True})
         if valid is None or valid_rmse < best_rmse - 1e-5:
-            best, best_rmse, stale, log.best_epoch = copy.deepcopy(net.state_dict()), valid_rmse, 0, epoch
+            best, best_rmse, stale, log.best_epoch = (
+                copy.deepcopy(net.state_dict()),
+                valid_rmse,
+                0,
+                epoch,
+            )
         else:
             stale += 1
             if stale >= config.patience:
