@@ -2,8 +2,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from starcast.errors import NotFittedError
 from starcast.config import BiasConfig
+from starcast.errors import NotFittedError
 from starcast.models.bias import BiasModel, fit_biases
 from starcast.models.mean import GlobalMean
 
