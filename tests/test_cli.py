@@ -63,33 +63,18 @@ def test_synth_split_train_predict_round_trip(tmp_path):
     assert pred["prediction"].is_between(1, 5).all()
 
 
+def train_bias_on_all_beauty(data_dir, out):
+    beauty = data_dir / "amazon" / "All_Beauty_5.json.gz"
+    invoke("train", "--data", beauty, "--split", "loo", "--model", "bias", "--out", out)
+
+
 def test_train_from_raw_data_with_internal_split(tmp_path, data_dir):
-    invoke(
-        "train",
-        "--data",
-        data_dir / "amazon" / "All_Beauty_5.json.gz",
-        "--split",
-        "loo",
-        "--model",
-        "bias",
-        "--out",
-        tmp_path / "m",
-    )
+    train_bias_on_all_beauty(data_dir, tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").is_file()
 
 
 def test_bad_queries_name_the_file_and_line(tmp_path, data_dir):
-    invoke(
-        "train",
-        "--data",
-        data_dir / "amazon" / "All_Beauty_5.json.gz",
-        "--split",
-        "loo",
-        "--model",
-        "bias",
-        "--out",
-        tmp_path / "m",
-    )
+    train_bias_on_all_beauty(data_dir, tmp_path / "m")
     bad = tmp_path / "q.csv"
     bad.write_text("user,item,ts\na,b,1\nc,d,soon\n")
     result = runner.invoke(
