@@ -24,6 +24,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # torch threads per process; more is often slower on a shared machine
 
+    def epochs_or(self, model_default: int) -> int:
+        """The run's epoch override when set, else the model's own epoch count."""
+        return model_default if self.epochs is None else self.epochs
+
 
 @dataclass(frozen=True)
 class BiasConfig:

@@ -45,7 +45,7 @@ class LSTMModel(RatingModel):
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         device, _ = prepare(self.train_config)
-        epochs = self.train_config.epochs or self.config.epochs
+        epochs = self.train_config.epochs_or(self.config.epochs)
         has_valid = valid is not None and valid.height > 0
         self.log_ = self._train(train, valid if has_valid else None, epochs, device)
         if has_valid and self.config.refit:

@@ -82,8 +82,7 @@ class MFModel(RatingModel):
 
     @property
     def epochs(self) -> int:
-        te = self.train_config.epochs
-        return self.config.epochs if te is None else te
+        return self.train_config.epochs_or(self.config.epochs)
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         started = time.perf_counter()
