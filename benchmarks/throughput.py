@@ -1,9 +1,13 @@
 """Training events per second of `lstm` against `seed`, and batch prediction throughput, in one run.
 
-    .venv/bin/python benchmarks/throughput.py [--events 100000] [--epochs 2]
+    .venv/bin/python benchmarks/throughput.py [--events 100000] [--epochs 3]
 
 Both models train on the same synthetic `time` split with 1 torch thread; `lstm` costs one LSTM
-step per event, `seed` ten per training window. Written to benchmarks/results/throughput.json.
+step per event, `seed` ten per training window. Two speeds per model: the training loop's
+(events, or windows, per second of epoch time: what N vs 10N steps buys) and the whole fit's
+(ALS warm start, feature building and vocabularies included). Torch's lazily imported optimiser
+machinery is loaded before either clock starts, so neither pays it.
+Written to benchmarks/results/throughput.json.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ OUT = Path(__file__).parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     data = generate(
         SynthConfig(users=args.events // 25, items=args.events // 100, events=args.events, seed=0)
@@ -40,6 +44,7 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}",
     }
     history = pl.concat([split.train, split.valid])
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # the one-off import, off the clock
     for name in ("lstm", "seed"):
         start = time.perf_counter()
         model = Forecaster(name, epochs=args.epochs).fit(split.train, None)
@@ -49,16 +54,23 @@ def main() -> None:
         pred = time.perf_counter() - start
         result[name] = {
             "fit_seconds": fit,
-            "train_events_per_second": split.train.height * args.epochs / fit,
+            "loop_events_per_second": _loop_speed(model.model_, split.train.height),
+            "fit_events_per_second": split.train.height * args.epochs / fit,
             "predictions_per_second": split.test.height / pred,
         }
         print(name, result[name], flush=True)
-    result["lstm_over_seed_training_speed"] = (
-        result["lstm"]["train_events_per_second"] / result["seed"]["train_events_per_second"]
-    )
+    for speed in ("loop_events_per_second", "fit_events_per_second"):
+        result[f"lstm_over_seed_{speed}"] = result["lstm"][speed] / result["seed"][speed]
     OUT.mkdir(exist_ok=True)
     (OUT / "throughput.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
+
+
+def _loop_speed(model, n_events: int) -> float:
+    """Training events per second of epoch time (seed: one window per event)."""
+    if hasattr(model, "log_"):
+        return model.log_.events_per_second
+    return n_events * len(model.history_) / sum(h["seconds"] for h in model.history_)
 
 
 if __name__ == "__main__":

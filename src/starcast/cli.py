@@ -153,6 +153,9 @@ def train(
     train_path: Annotated[Path | None, typer.Option("--train", help="Training events.")] = None,
     valid_path: Annotated[Path | None, typer.Option("--valid", help="Validation events.")] = None,
     data: Annotated[Path | None, typer.Option(help="Raw reviews to split internally.")] = None,
+    items: Annotated[
+        Path | None, typer.Option(help="Item features (category, brand, price), any format.")
+    ] = None,
     split_protocol: Annotated[
         str, typer.Option("--split", help="loo | time (with --data)")
     ] = "time",
@@ -183,7 +186,7 @@ def train(
         forecaster = Forecaster(
             model, run, seed=seed, epochs=epochs, progress=_training_progress(progress)
         )
-        forecaster.fit(train_events, valid_events)
+        forecaster.fit(train_events, valid_events, _read_items(items, strict))
     forecaster.save(out_dir)
     out.print(f"{forecaster.config.model} model -> {out_dir}")
 
@@ -210,6 +213,16 @@ def predict(
 
 def _read_plain(path: Path, fmt: str | None, strict: bool):
     return _read(path, fmt, strict, "user", "item", "rating", "ts").events
+
+
+def _read_items(path: Path | None, strict: bool):
+    if path is None:
+        return None
+    from starcast.data.readers import read_items
+
+    result = read_items(path, strict=strict)
+    _render_report(result.report)
+    return result.items
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ class SeedConfig:
     lr: float = 1e-3
     batch_size: int = 32
     epochs: int = 100
-    patience: int = 5
+    patience: int = 20
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,15 @@ class Forecaster:
         self.scale = scale
         self.progress = progress
 
-    def fit(self, train: pl.DataFrame, valid: pl.DataFrame | None = None) -> Self:
+    def fit(
+        self,
+        train: pl.DataFrame,
+        valid: pl.DataFrame | None = None,
+        items: pl.DataFrame | None = None,
+    ) -> Self:
+        """Fit on `train`, early-stopping on `valid`; `items`: side features (ITEM_SCHEMA)."""
         model = MODELS[self.config.model](self.config, self.scale, self.progress)
-        self.model_ = model.fit(train, valid)
+        self.model_ = model.fit(train, valid, items)
         return self
 
     def predict(self, history: pl.DataFrame | None, queries: pl.DataFrame) -> pl.DataFrame:

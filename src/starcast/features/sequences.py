@@ -17,6 +17,7 @@ from starcast.data.schema import ITEM, RATING, TS, USER
 from starcast.features.history import visible_sums
 
 ITEM_INDEX = "_item"  # the item's vocabulary index
+SIDE_INDEX = "_side"  # the item's row in the side-feature table (0: none)
 RESIDUAL = "_resid"  # rating minus global mean and the item's trained bias
 # visible residual sums and counts: the user's, the item's, and the item's most recent ones
 FEATURES = ("user_sum", "user_n", "item_sum", "item_n", "item_recent_sum", "item_recent_n")
@@ -29,6 +30,7 @@ class Sequences:
     """Many sequences stored flat: sequence s spans offsets[s]:offsets[s + 1]."""
 
     item: np.ndarray  # int64
+    side: np.ndarray  # int64, row in the side-feature table
     rating: np.ndarray  # float32, the rating as input (0 where unknown)
     gap: np.ndarray  # float32, log1p of days since the previous position (0 at the first)
     feats: np.ndarray  # float32 [N, F], target-side features
@@ -55,6 +57,7 @@ class Sequences:
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
         return {
             "item": as_tensor(self.item[flat]),
+            "side": as_tensor(self.side[flat]),
             "rating": as_tensor(self.rating[flat]),
             "gap": as_tensor(self.gap[flat]),
             "feats": as_tensor(self.feats[flat]),
@@ -82,7 +85,8 @@ def _gaps(ts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def training_sequences(events: pl.DataFrame, feats: np.ndarray, max_len: int) -> Sequences:
     """Each user's events in (ts, item) order, cut into chunks of at most `max_len`.
 
-    `events` must already be sorted by (user, ts, item) and carry ITEM_INDEX; `feats` aligns.
+    `events` must already be sorted by (user, ts, item) and carry ITEM_INDEX and SIDE_INDEX;
+    `feats` aligns.
     """
     users = events[USER].to_numpy()
     new_user = np.r_[True, users[1:] != users[:-1]]
@@ -95,6 +99,7 @@ def training_sequences(events: pl.DataFrame, feats: np.ndarray, max_len: int) ->
     ratings = events[RATING].to_numpy().astype(np.float32)
     return Sequences(
         item=events[ITEM_INDEX].to_numpy().astype(np.int64),
+        side=events[SIDE_INDEX].to_numpy().astype(np.int64),
         rating=ratings,
         gap=_gaps(ts, offsets),
         feats=feats,
@@ -110,7 +115,8 @@ def query_sequences(
     """For each query: the user's last visible history events (at most max_len - 1), then it.
 
     Visible means ts <= the query's ts and not the query's own (user, item) event.
-    `history` carries ITEM_INDEX; `queries` too, and RATING when it is known (for validation).
+    `history` carries ITEM_INDEX and SIDE_INDEX; `queries` too, and RATING when it is known
+    (for validation).
     """
     hist = history.sort([USER, TS, ITEM]).with_row_index("_pos")
     prefix = _visible_positions(hist, queries, max_len - 1)
@@ -126,13 +132,16 @@ def query_sequences(
     slot[last] = False
     pos = prefix["_pos"]
     take = lambda col, dtype: hist[col].to_numpy()[pos].astype(dtype)  # noqa: E731
-    item, rating, ts = np.zeros(n, np.int64), np.zeros(n, np.float32), np.zeros(n, np.int64)
-    item[slot], rating[slot], ts[slot] = (
+    item, side = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    rating, ts = np.zeros(n, np.float32), np.zeros(n, np.int64)
+    item[slot], side[slot], rating[slot], ts[slot] = (
         take(ITEM_INDEX, np.int64),
+        take(SIDE_INDEX, np.int64),
         take(RATING, np.float32),
         take(TS, np.int64),
     )
     item[last] = queries[ITEM_INDEX].to_numpy()
+    side[last] = queries[SIDE_INDEX].to_numpy()
     ts[last] = queries[TS].to_numpy()
     target = np.full(n, np.nan, dtype=np.float32)
     if RATING in queries.columns:
@@ -141,7 +150,9 @@ def query_sequences(
     all_feats[last] = feats
     is_target = np.zeros(n, dtype=bool)
     is_target[last] = True
-    return Sequences(item, rating, _gaps(ts, offsets), all_feats, target, is_target, offsets)
+    return Sequences(
+        item, side, rating, _gaps(ts, offsets), all_feats, target, is_target, offsets
+    )
 
 
 def _visible_positions(

@@ -36,7 +36,16 @@ class RatingModel(ABC):
     def __init__(self, scale: RatingScale = RatingScale()) -> None:
         self.scale = scale
 
-    def fit(self, train: pl.DataFrame, valid: pl.DataFrame | None = None) -> Self:
+    def fit(
+        self,
+        train: pl.DataFrame,
+        valid: pl.DataFrame | None = None,
+        items: pl.DataFrame | None = None,
+    ) -> Self:
+        """Fit on `train` (early stopping on `valid` where a model trains iteratively).
+
+        `items` holds item side features; models without a use for them ignore them.
+        """
         self.users_ = Vocabulary.build(train[USER])
         self.items_ = Vocabulary.build(train[ITEM])
         self._fit(train, valid)

@@ -6,6 +6,8 @@ to each prediction, so users unseen in training still get their own bias.
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 import polars as pl
 import torch
@@ -16,16 +18,21 @@ from starcast.features.sequences import (
     FEATURES,
     ITEM_INDEX,
     RESIDUAL,
+    SIDE_INDEX,
     query_sequences,
     target_features,
     training_sequences,
 )
+from starcast.features.side import SideFeatures
 from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, RatingModel
 from starcast.models.bias import empirical_bayes_shrinkage, fit_biases
 from starcast.models.lstm_net import SequenceNet
 from starcast.training.runtime import prepare
 from starcast.training.trainer import Progress, TrainLog, predict_last, train_sequences
+
+
+SIDE_SHRINKAGE = 5.0  # items' worth of prior pulling a side token's bias toward 0
 
 
 class LSTMModel(RatingModel):
@@ -42,6 +49,16 @@ class LSTMModel(RatingModel):
         self.config = config
         self.train_config = train
         self.progress = progress
+
+    def fit(
+        self,
+        train: pl.DataFrame,
+        valid: pl.DataFrame | None = None,
+        items: pl.DataFrame | None = None,
+    ) -> Self:
+        """As every model; `items` (ITEM_SCHEMA) gives items side features, new ones included."""
+        self.side_ = SideFeatures.empty() if items is None else SideFeatures.build(items)
+        return super().fit(train, valid)
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         device, _ = prepare(self.train_config)
@@ -76,6 +93,7 @@ class LSTMModel(RatingModel):
         self.user_shrinkage_ = self.config.user_shrinkage or empirical_bayes_shrinkage(
             users, residual, len(self.users_)
         )
+        self._split_item_bias(train)
         self.net_ = self._network().to(device)
         valid_seqs = (
             None if valid is None else self._query_sequences(pl.concat([train, valid]), valid)
@@ -93,6 +111,14 @@ class LSTMModel(RatingModel):
             (self.scale.low, self.scale.high),
         )
 
+    def _split_item_bias(self, train: pl.DataFrame) -> None:
+        """Part of each item's ALS bias moves to its side tokens: the part new items share."""
+        known = self.items_.ids
+        rows = self.side_.rows(pl.Series(known, dtype=pl.Utf8))
+        self.token_bias_ = self.side_.token_means(rows, self.b_item_[1:], SIDE_SHRINKAGE)
+        self.item_bias_ = self.b_item_.copy()  # what the item's own row keeps
+        self.item_bias_[1:] -= self.side_.bag_means(self.token_bias_)[rows]
+
     def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
         seqs = self._query_sequences(history, queries)
         mean, probs = predict_last(self.net_, seqs, torch.device("cpu"))
@@ -107,6 +133,7 @@ class LSTMModel(RatingModel):
             "refit_epochs": self.log_.refit_epochs,
         }
         return tensors, {
+            "side_items": self.side_.items.to_list(),
             "mu": self.mu_,
             "user_shrinkage": self.user_shrinkage_,
             "training_log": log,
@@ -116,6 +143,10 @@ class LSTMModel(RatingModel):
         self.mu_ = float(meta["mu"])
         self.b_item_ = tensors["b_item"].numpy()
         self.user_shrinkage_ = float(meta["user_shrinkage"])
+        tokens = tensors["net.side_tokens"].numpy()
+        self.side_ = SideFeatures(Vocabulary(meta["side_items"]), tokens, int(tokens.max()) + 1)
+        # initial values only: the loaded weights replace them
+        self.item_bias_, self.token_bias_ = self.b_item_, np.zeros(self.side_.n_tokens)
         self.net_ = self._network()
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         log = meta["training_log"]
@@ -127,8 +158,10 @@ class LSTMModel(RatingModel):
             len(self.items_),
             len(FEATURES),
             self.mu_,
-            self.b_item_,
+            self.item_bias_,
             self.user_shrinkage_,
+            self.side_.tokens,
+            self.token_bias_,
             stars=self._stars(),
         )
 
@@ -137,7 +170,9 @@ class LSTMModel(RatingModel):
 
     def _with_index(self, events: pl.DataFrame) -> pl.DataFrame:
         index = self.items_.encode(events[ITEM])
-        out = events.with_columns(pl.Series(ITEM_INDEX, index))
+        out = events.with_columns(
+            pl.Series(ITEM_INDEX, index), pl.Series(SIDE_INDEX, self.side_.rows(events[ITEM]))
+        )
         if RATING in events.columns:
             out = out.with_columns(
                 (pl.col(RATING) - self.mu_ - pl.Series(self.b_item_[index])).alias(RESIDUAL)

@@ -28,6 +28,8 @@ class SequenceNet(nn.Module):
         mu: float,
         item_bias: np.ndarray,
         user_shrinkage: float,
+        side_tokens: np.ndarray,
+        token_bias: np.ndarray,
         stars: int = 5,
     ) -> None:
         super().__init__()
@@ -37,6 +39,17 @@ class SequenceNet(nn.Module):
         nn.init.normal_(self.item.weight, std=0.05)
         with torch.no_grad():
             self.item_bias.weight.copy_(torch.as_tensor(item_bias, dtype=torch.float32)[:, None])
+        # side features: a mean of token embeddings (and token biases) added to the item's own,
+        # the only specific representation an item unseen in training has
+        self.register_buffer("side_tokens", torch.as_tensor(side_tokens, dtype=torch.int64))
+        n_tokens = int(side_tokens.max()) + 1
+        self.has_side = n_tokens > 1
+        self.side = nn.EmbeddingBag(n_tokens, config.item_dim, mode="mean", sparse=True,
+                                    padding_idx=0)
+        self.side_bias = nn.EmbeddingBag(n_tokens, 1, mode="mean", sparse=True, padding_idx=0)
+        with torch.no_grad():
+            self.side.weight.normal_(std=0.05)[0] = 0.0
+            self.side_bias.weight.copy_(torch.as_tensor(token_bias, dtype=torch.float32)[:, None])
         self.lstm = nn.LSTM(config.item_dim + 2, config.hidden, batch_first=True)
         self.h0 = nn.Parameter(torch.zeros(1, 1, config.hidden))
         self.c0 = nn.Parameter(torch.zeros(1, 1, config.hidden))
@@ -68,7 +81,7 @@ class SequenceNet(nn.Module):
     def score(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(expected rating [B, T], star probabilities [B, T, K] or None)."""
         items = batch["item"]
-        emb = self.item(items)
+        emb, item_bias = self._item_representation(items, batch["side"])
         steps = torch.cat(
             [emb, (batch["rating"] - self.mu).unsqueeze(-1) / 2, batch["gap"].unsqueeze(-1)], dim=-1
         )
@@ -78,13 +91,24 @@ class SequenceNet(nn.Module):
         before = torch.cat([h0.transpose(0, 1), states[:, :-1]], dim=1)
         feats = self._shrunk_means(batch["feats"])
         z = torch.cat([before, emb, feats, batch["gap"].unsqueeze(-1)], dim=-1)
-        base = self.mu + self.item_bias(items).squeeze(-1) + feats[..., 0]
+        base = self.mu + item_bias + feats[..., 0]
         raw = base + self.mlp(z).squeeze(-1)
         if self.config.head != "ordinal":
             return raw, None
         probs = self._star_probabilities(raw)
         stars = torch.arange(1, probs.shape[-1] + 1, device=raw.device, dtype=raw.dtype)
         return (probs * stars).sum(-1), probs
+
+    def _item_representation(
+        self, items: torch.Tensor, side: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding [B, T, D], bias [B, T]): the item's own plus its side features'."""
+        emb, bias = self.item(items), self.item_bias(items).squeeze(-1)
+        if not self.has_side:
+            return emb, bias
+        bags = self.side_tokens[side.flatten()]
+        emb = emb + self.side(bags).view_as(emb)
+        return emb, bias + self.side_bias(bags).view_as(bias)
 
     def _shrunk_means(self, raw: torch.Tensor) -> torch.Tensor:
         """(sum, count) pairs -> (shrunk mean, log count) for user, item and recent item."""
@@ -114,8 +138,14 @@ class SequenceNet(nn.Module):
         if weights is not None:
             w = weights[(target.round().long() - 1).clamp(0, len(weights) - 1)]
             per_event = per_event * w / w.mean()
+        return per_event.mean() + self._touched_l2(batch) / max(1, int(mask.sum()))
+
+    def _touched_l2(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L2 on the item and side-token rows this batch touched (looked up, so sparse)."""
+        mask = batch["mask"]
         rows = torch.unique(batch["item"][mask])
-        l2 = self.config.l2_item * (
-            self.item(rows).pow(2).sum() + self.item_bias(rows).pow(2).sum()
-        )
-        return per_event.mean() + l2 / max(1, int(mask.sum()))
+        l2 = self.item(rows).pow(2).sum() + self.item_bias(rows).pow(2).sum()
+        if self.has_side:
+            tokens = torch.unique(self.side_tokens[batch["side"][mask]])[:, None]
+            l2 = l2 + self.side(tokens).pow(2).sum() + self.side_bias(tokens).pow(2).sum()
+        return self.config.l2_item * l2

@@ -59,7 +59,8 @@ def predict_last(
 
 
 def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Optimizer]:
-    sparse = [p for m in net.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()]
+    tables = (torch.nn.Embedding, torch.nn.EmbeddingBag)
+    sparse = [p for m in net.modules() if isinstance(m, tables) for p in m.parameters()]
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in net.parameters() if id(p) not in sparse_ids]
     return [
