@@ -40,11 +40,15 @@ def test_synth_split_train_predict_round_trip(tmp_path):
         tmp_path / "split/train.csv",
         "--valid",
         tmp_path / "split/valid.csv",
+        "--items",
+        tmp_path / "events.items.parquet",
         "--out",
         tmp_path / "model",
         "--epochs",
         1,
     )
+    state = json.loads((tmp_path / "model" / "model.json").read_text())["state"]
+    assert len(state["side_items"]) == 40  # every item of the features file, trained or not
     invoke(
         "predict",
         "--model",

@@ -77,7 +77,7 @@ class LSTMConfig:
     item_dropout: float = 0.05  # share of item ids replaced by the cold bucket while training
     min_count: int = 1  # items seen fewer times in training share the cold bucket
     max_len: int = 200  # longer customers are cut into chunks of this many events
-    user_shrinkage: float | None = None  # initial fold-in shrinkage; None: empirical Bayes
+    user_shrinkage: float | None = None  # initial fold-in shrinkage; None: best predictive
     reg_item: float = 10.0  # initial shrinkage of the item's drift from its trained bias (learned)
     l2_item: float = 1e-4  # per touched item row, not per event
     lr: float = 3e-3
@@ -86,6 +86,9 @@ class LSTMConfig:
     batch_size: int = 64  # sequences per step
     epochs: int = 30
     patience: int = 4
+    # standard errors (paired, over valid events) by which a trained epoch must beat the
+    # untrained bias-and-fold-in model to be kept; 0 keeps whichever valid RMSE is lower
+    significance: float = 2.0
     refit: bool = True  # after early stopping, train again on train + valid for the best epochs
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from starcast.config import BiasConfig
 from starcast.errors import NotFittedError
-from starcast.models.bias import BiasModel, fit_biases
+from starcast.models.bias import BiasModel, fit_biases, predictive_shrinkage
 from starcast.models.mean import GlobalMean
 
 
@@ -47,3 +47,17 @@ def test_fold_in_uses_history_given_at_predict_time():
 def test_unfitted_model_raises():
     with pytest.raises(NotFittedError):
         GlobalMean().predict(None, TRAIN)
+
+
+def test_predictive_shrinkage_recovers_noise_over_signal_variance() -> None:
+    """Users' biases ~ N(0, 1), ratings add N(0, 2^2) noise: the best forecast shrinks by ~4."""
+    rng = np.random.default_rng(0)
+    residuals, sums, counts = [], [], []
+    for bias in rng.normal(0, 1, 3000):
+        r = bias + rng.normal(0, 2, 8)
+        residuals += list(r)
+        sums += list(np.r_[0, np.cumsum(r)[:-1]])
+        counts += list(range(8))
+    lam = predictive_shrinkage(np.array(residuals), np.array(sums), np.array(counts, float))
+    assert 3.0 < lam < 5.5
+    assert predictive_shrinkage(np.zeros(3), np.zeros(3), np.zeros(3)) == 1.0

@@ -80,17 +80,18 @@ class BiasModel(RatingModel):
         self.b_user_, self.b_item_ = tensors["b_user"].numpy(), tensors["b_item"].numpy()
 
 
-def empirical_bayes_shrinkage(users: np.ndarray, residuals: np.ndarray, n_users: int) -> float:
-    """The user-bias shrinkage the data suggests: within-user over between-user variance.
+def predictive_shrinkage(residuals: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> float:
+    """The user-bias shrinkage that best predicts each event from the user's earlier ones.
 
-    Method of moments: a user's mean residual varies by tau^2 (true bias) plus sigma^2 / n
-    (noise); the posterior mean of the bias is sum / (n + sigma^2 / tau^2).
+    `sums` and `counts` are each event's visible history (its user's residual sum and count,
+    as at predict time). The folded-in bias is sums / (counts + shrinkage); the shrinkage is
+    chosen on a log grid to minimise the squared error of that forecast over events with
+    history, so it answers the question it is used for, on training data only.
     """
-    n = np.bincount(users, minlength=n_users)
-    sums = np.bincount(users, residuals, minlength=n_users)
-    seen = n > 0
-    user_mean = sums / np.maximum(n, 1)
-    dof = max(1, int((n[seen] - 1).sum()))
-    within = float(((residuals - user_mean[users]) ** 2).sum() / dof)
-    between = float(np.var(user_mean[seen]) - np.mean(within / n[seen]))
-    return float(np.clip(within / max(between, 1e-3), 0.1, 50.0))
+    seen = counts > 0
+    if not seen.any():
+        return 1.0
+    r, s, n = residuals[seen], sums[seen], counts[seen]
+    grid = np.geomspace(0.05, 50.0, 61)
+    errors = [float(np.mean((r - s / (n + lam)) ** 2)) for lam in grid]
+    return float(grid[int(np.argmin(errors))])

@@ -26,7 +26,7 @@ from starcast.features.sequences import (
 from starcast.features.side import SideFeatures
 from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, RatingModel
-from starcast.models.bias import empirical_bayes_shrinkage, fit_biases
+from starcast.models.bias import fit_biases, predictive_shrinkage
 from starcast.models.lstm_net import SequenceNet
 from starcast.training.runtime import prepare
 from starcast.training.trainer import Progress, TrainLog, predict_last, train_sequences
@@ -86,12 +86,11 @@ class LSTMModel(RatingModel):
             len(self.items_),
             BiasConfig(),
         )
-        users = self.users_.encode(train[USER])
-        residual = (
-            train[RATING].to_numpy() - self.mu_ - self.b_item_[self.items_.encode(train[ITEM])]
-        )
-        self.user_shrinkage_ = self.config.user_shrinkage or empirical_bayes_shrinkage(
-            users, residual, len(self.users_)
+        train_seqs = self._training_sequences(train)
+        self.user_shrinkage_ = self.config.user_shrinkage or predictive_shrinkage(
+            train_seqs.target - self.mu_ - self.b_item_[train_seqs.item],
+            train_seqs.feats[:, FEATURES.index("user_sum")],
+            train_seqs.feats[:, FEATURES.index("user_n")],
         )
         self._split_item_bias(train)
         self.net_ = self._network().to(device)
@@ -100,7 +99,7 @@ class LSTMModel(RatingModel):
         )
         return train_sequences(
             self.net_,
-            self._training_sequences(train),
+            train_seqs,
             valid_seqs,
             self.config,
             epochs,

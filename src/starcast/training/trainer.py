@@ -83,12 +83,13 @@ def train_sequences(
 ) -> TrainLog:
     """Fit `net` on `train`; keep the weights of the epoch with the best valid RMSE."""
     optimizers = _optimizers(net, config)
-    log, best, best_rmse, stale = TrainLog(), None, np.inf, 0
+    log, best, best_errors, stale = TrainLog(), None, None, 0
     if valid is not None:  # epoch 0, the untrained correction, may be the best there is
-        best, best_rmse = copy.deepcopy(net.state_dict()), _rmse(net, valid, device, clip)
-        log.epochs.append(
-            {"epoch": 0, "loss": float("nan"), "valid_rmse": best_rmse, "seconds": 0.0}
-        )
+        untrained = copy.deepcopy(net.state_dict())
+        best, best_errors = untrained, _squared_errors(net, valid, device, clip)
+        first_errors = best_errors
+        log.epochs.append({"epoch": 0, "loss": float("nan"),
+                           "valid_rmse": _rmse(best_errors), "seconds": 0.0})
     started, n_events = time.perf_counter(), 0
     for epoch in range(1, epochs + 1):
         net.train()
@@ -106,20 +107,20 @@ def train_sequences(
             total, count, n_events = total + loss.item() * n, count + n, n_events + n
             if progress:
                 progress({"epoch": epoch, "loss": total / max(count, 1), "events": n})
-        valid_rmse = _rmse(net, valid, device, clip) if valid is not None else float("nan")
+        errors = _squared_errors(net, valid, device, clip) if valid is not None else None
         entry = {
             "epoch": epoch,
             "loss": total / max(count, 1),
-            "valid_rmse": valid_rmse,
+            "valid_rmse": _rmse(errors) if errors is not None else float("nan"),
             "seconds": time.perf_counter() - started,
         }
         log.epochs.append(entry)
         if progress:
             progress({**entry, "epoch_end": True})
-        if valid is None or valid_rmse < best_rmse - 1e-5:
-            best, best_rmse, stale, log.best_epoch = (
+        if errors is None or errors.mean() < best_errors.mean() - 1e-10:
+            best, best_errors, stale, log.best_epoch = (
                 copy.deepcopy(net.state_dict()),
-                valid_rmse,
+                errors,
                 0,
                 epoch,
             )
@@ -127,6 +128,8 @@ def train_sequences(
             stale += 1
             if stale >= config.patience:
                 break
+    if valid is not None and not _clearly_better(best_errors, first_errors, config.significance):
+        best, log.best_epoch = untrained, 0
     if best is not None:
         net.load_state_dict(best)
     log.events_per_second = n_events / max(time.perf_counter() - started, 1e-9)
@@ -141,9 +144,25 @@ def _drop_items(batch: dict, share: float, rng: np.random.Generator, device: tor
     batch["item"] = batch["item"].masked_fill(drop, 0)
 
 
-def _rmse(
+def _squared_errors(
     net: torch.nn.Module, seqs: Sequences, device: torch.device, clip: tuple[float, float]
-) -> float:
+) -> np.ndarray:
     pred, _ = predict_last(net, seqs, device)
     target = seqs.target[seqs.last_positions()]
-    return float(np.sqrt(np.mean((np.clip(pred, *clip) - target) ** 2)))
+    return (np.clip(pred, *clip) - target) ** 2
+
+
+def _rmse(squared_errors: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(squared_errors)))
+
+
+def _clearly_better(errors: np.ndarray, baseline: np.ndarray, standard_errors: float) -> bool:
+    """Whether `errors` beat `baseline` (paired, per valid event) by `standard_errors` SEs.
+
+    A trained correction that beats the untrained one by less than the noise of the valid
+    set tends to lose on test: the simpler model is kept unless the gain is clear.
+    """
+    gain = baseline - errors
+    if len(gain) < 2:
+        return gain.sum() > 0
+    return gain.mean() > standard_errors * gain.std(ddof=1) / np.sqrt(len(gain))
