@@ -76,7 +76,9 @@ class LSTMConfig:
     dropout: float = 0.3
     item_dropout: float = 0.05  # share of item ids replaced by the cold bucket while training
     min_count: int = 1  # items seen fewer times in training share the cold bucket
-    max_len: int = 200  # longer customers are cut into chunks of this many events
+    # training cuts longer customers into chunks of this many events; a chunk starts from the
+    # state its predecessor ended in (truncated back-propagation); prediction reads everything
+    max_len: int = 200
     user_shrinkage: float | None = None  # initial fold-in shrinkage; None: best predictive
     reg_item: float = 10.0  # initial shrinkage of the item's drift from its trained bias (learned)
     l2_item: float = 1e-4  # per touched item row, not per event

@@ -35,3 +35,22 @@ def test_item_side_sums_and_recent_window():
     assert sums["n_recent"].to_list() == [2, 2, 1]
     # the last two visible at ts 2 are b (2.0) and c (4.0); at ts 9, c (4.0) and d (8.0)
     assert sums["s_recent"].to_list() == [6, 12, 8]
+
+
+def test_query_sequences_hold_the_visible_history_then_the_query() -> None:
+    import numpy as np
+
+    from starcast.features.sequences import ITEM_INDEX, SIDE_INDEX, query_sequences
+
+    history = pl.DataFrame(
+        [("a", "x", 4.0, 1), ("a", "y", 2.0, 2), ("a", "z", 5.0, 3), ("b", "x", 1.0, 1)],
+        schema=["user", "item", "rating", "ts"], orient="row",
+    ).with_columns(pl.lit(1).alias(ITEM_INDEX), pl.lit(0).alias(SIDE_INDEX))
+    queries = pl.DataFrame(
+        [("a", "q", 2), ("a", "y", 3), ("c", "x", 9)], schema=["user", "item", "ts"], orient="row"
+    ).with_columns(pl.lit(1).alias(ITEM_INDEX), pl.lit(0).alias(SIDE_INDEX))
+    seqs = query_sequences(history, queries, np.zeros((3, 1), dtype=np.float32))
+    # ts <= 2: x and y, then the query; ts <= 3 without its own (a, y): x and z; c: nothing
+    assert seqs.lengths.tolist() == [3, 3, 1]
+    assert seqs.rating.tolist() == [4.0, 2.0, 0.0, 4.0, 5.0, 0.0, 0.0]
+    assert seqs.is_target.tolist() == [False, False, True, False, False, True, True]

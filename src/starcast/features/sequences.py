@@ -37,6 +37,7 @@ class Sequences:
     target: np.ndarray  # float32, true rating (nan where unknown)
     is_target: np.ndarray  # bool
     offsets: np.ndarray  # int64 [S + 1]
+    follows: np.ndarray  # int64 [S]: the chunk this sequence continues (its user's), else -1
 
     @property
     def lengths(self) -> np.ndarray:
@@ -95,6 +96,7 @@ def training_sequences(events: pl.DataFrame, feats: np.ndarray, max_len: int) ->
     )
     starts = np.flatnonzero(new_user | (position % max_len == 0))
     offsets = np.r_[starts, len(users)].astype(np.int64)
+    follows = np.where(new_user[starts], -1, np.arange(len(starts)) - 1)
     ts = events[TS].to_numpy()
     ratings = events[RATING].to_numpy().astype(np.float32)
     return Sequences(
@@ -106,20 +108,21 @@ def training_sequences(events: pl.DataFrame, feats: np.ndarray, max_len: int) ->
         target=ratings,
         is_target=np.ones(len(users), dtype=bool),
         offsets=offsets,
+        follows=follows,
     )
 
 
 def query_sequences(
-    history: pl.DataFrame, queries: pl.DataFrame, feats: np.ndarray, max_len: int
+    history: pl.DataFrame, queries: pl.DataFrame, feats: np.ndarray
 ) -> Sequences:
-    """For each query: the user's last visible history events (at most max_len - 1), then it.
+    """For each query: the user's visible history events, all of them, then the query.
 
     Visible means ts <= the query's ts and not the query's own (user, item) event.
     `history` carries ITEM_INDEX and SIDE_INDEX; `queries` too, and RATING when it is known
     (for validation).
     """
     hist = history.sort([USER, TS, ITEM]).with_row_index("_pos")
-    prefix = _visible_positions(hist, queries, max_len - 1)
+    prefix = _visible_positions(hist, queries)
     counts = (
         np.bincount(prefix["_query"], minlength=queries.height)
         if len(prefix["_pos"])
@@ -150,21 +153,19 @@ def query_sequences(
     all_feats[last] = feats
     is_target = np.zeros(n, dtype=bool)
     is_target[last] = True
+    follows = np.full(len(offsets) - 1, -1, dtype=np.int64)
     return Sequences(
-        item, side, rating, _gaps(ts, offsets), all_feats, target, is_target, offsets
+        item, side, rating, _gaps(ts, offsets), all_feats, target, is_target, offsets, follows
     )
 
 
-def _visible_positions(
-    hist: pl.DataFrame, queries: pl.DataFrame, keep: int
-) -> dict[str, np.ndarray]:
-    """(query, history position) pairs: each query's last `keep` visible events, in order."""
+def _visible_positions(hist: pl.DataFrame, queries: pl.DataFrame) -> dict[str, np.ndarray]:
+    """(query, history position) pairs: each query's visible events, in order."""
     q = queries.select(USER, ITEM, TS).with_row_index("_query")
     pairs = (
         q.join(hist.select(USER, ITEM, TS, "_pos"), on=USER, suffix="_h")
         .filter((pl.col(f"{TS}_h") <= pl.col(TS)) & (pl.col(f"{ITEM}_h") != pl.col(ITEM)))
         .sort(["_query", "_pos"])
-        .filter(pl.int_range(pl.len()).over("_query") >= pl.len().over("_query") - keep)
     )
     return {
         "_query": pairs["_query"].to_numpy().astype(np.int64),

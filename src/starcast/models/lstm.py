@@ -189,7 +189,7 @@ class LSTMModel(RatingModel):
         history = self._with_index(history)
         queries = self._with_index(queries)
         feats = self._features(history, queries)
-        return query_sequences(history, queries, feats, self.config.max_len)
+        return query_sequences(history, queries, feats)
 
     def _class_weights(self, train: pl.DataFrame, device: torch.device) -> torch.Tensor | None:
         if not self.config.class_weight:

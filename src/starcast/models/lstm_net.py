@@ -85,9 +85,9 @@ class SequenceNet(nn.Module):
         steps = torch.cat(
             [emb, (batch["rating"] - self.mu).unsqueeze(-1) / 2, batch["gap"].unsqueeze(-1)], dim=-1
         )
-        b = items.shape[0]
-        h0, c0 = (p.expand(1, b, -1).contiguous() for p in (self.h0, self.c0))
-        states, _ = self.lstm(steps, (h0, c0))
+        h0, c0 = self._initial_state(batch)
+        states, (h_n, c_n) = self.lstm(steps, (h0, c0))
+        batch["final"] = (h_n[0].detach(), c_n[0].detach())  # for the chunk that follows
         before = torch.cat([h0.transpose(0, 1), states[:, :-1]], dim=1)
         feats = self._shrunk_means(batch["feats"])
         z = torch.cat([before, emb, feats, batch["gap"].unsqueeze(-1)], dim=-1)
@@ -98,6 +98,15 @@ class SequenceNet(nn.Module):
         probs = self._star_probabilities(raw)
         stars = torch.arange(1, probs.shape[-1] + 1, device=raw.device, dtype=raw.dtype)
         return (probs * stars).sum(-1), probs
+
+    def _initial_state(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The learned start state, or the carried one where a chunk continues its customer."""
+        b = batch["item"].shape[0]
+        h0, c0 = (p.expand(1, b, -1) for p in (self.h0, self.c0))
+        if "carried" not in batch:
+            return h0.contiguous(), c0.contiguous()
+        keep = batch["carried"][None, :, None]
+        return torch.where(keep, batch["h0"][None], h0), torch.where(keep, batch["c0"][None], c0)
 
     def _item_representation(
         self, items: torch.Tensor, side: torch.Tensor

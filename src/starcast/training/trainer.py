@@ -38,15 +38,61 @@ def length_batches(
     return batches
 
 
+class CarriedStates:
+    """End states of the chunks a later chunk of the same customer continues from.
+
+    Truncated back-propagation: a chunk starts from the state its predecessor ended in (as of
+    the predecessor's latest pass; batches are shuffled), without gradients through it.
+    """
+
+    def __init__(self, seqs: Sequences, hidden: int, device: torch.device) -> None:
+        self.follows, self.device = seqs.follows, device
+        has_next = np.zeros(len(seqs), dtype=bool)
+        has_next[seqs.follows[seqs.follows >= 0]] = True
+        self.slot = np.where(has_next, np.cumsum(has_next) - 1, -1)  # only those need storage
+        n = int(has_next.sum())
+        self.h = torch.zeros(n, hidden, device=device)
+        self.c = torch.zeros(n, hidden, device=device)
+        self.known = np.zeros(n, dtype=bool)
+
+    def attach(self, batch: dict[str, torch.Tensor], ids: np.ndarray) -> None:
+        if not self.known.any():
+            return
+        prev = self.follows[ids]
+        slot = np.where(prev >= 0, self.slot[np.maximum(prev, 0)], -1)
+        carried = (slot >= 0) & self.known[np.maximum(slot, 0)]
+        if carried.any():
+            rows = torch.from_numpy(np.maximum(slot, 0)).to(self.device)
+            batch["carried"] = torch.from_numpy(carried).to(self.device)
+            batch["h0"], batch["c0"] = self.h[rows], self.c[rows]
+
+    def store(self, batch: dict[str, torch.Tensor], ids: np.ndarray) -> None:
+        """Keep the end states of the chunks in `ids` that a later chunk continues."""
+        rows = np.flatnonzero(self.slot[ids] >= 0)
+        if rows.size:  # (full length: chunks with a successor are max_len, the batch's longest)
+            slots = self.slot[ids[rows]]
+            h_n, c_n = batch["final"]
+            picked = torch.from_numpy(rows).to(self.device)
+            self.h[slots], self.c[slots] = h_n[picked], c_n[picked]
+            self.known[slots] = True
+
+
 @torch.no_grad()
 def predict_last(
-    net: torch.nn.Module, seqs: Sequences, device: torch.device, batch_size: int = 512
+    net: torch.nn.Module,
+    seqs: Sequences,
+    device: torch.device,
+    batch_size: int = 512,
+    max_positions: int = 1 << 18,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Point prediction (and star probabilities) at the last position of every sequence."""
+    """Point prediction (and star probabilities) at the last position of every sequence.
+
+    Batches of long sequences hold fewer of them (`max_positions` padded steps at most).
+    """
     net.eval()
     mean = np.zeros(len(seqs), dtype=np.float64)
     probs = None
-    for ids in length_batches(seqs, batch_size):
+    for ids in _bounded(length_batches(seqs, batch_size), seqs.lengths, max_positions):
         batch = seqs.pad(ids, device)
         point, p = net.score(batch)
         last = torch.as_tensor(seqs.lengths[ids] - 1, device=device)
@@ -56,6 +102,17 @@ def predict_last(
             probs = np.zeros((len(seqs), p.shape[-1])) if probs is None else probs
             probs[ids] = p[rows, last].double().cpu().numpy()
     return mean, probs
+
+
+def _bounded(
+    batches: list[np.ndarray], lengths: np.ndarray, max_positions: int
+) -> list[np.ndarray]:
+    """Split batches whose padded size (count x longest) exceeds `max_positions`."""
+    out = []
+    for ids in batches:
+        per_batch = max(1, max_positions // int(lengths[ids].max()))
+        out += [ids[i : i + per_batch] for i in range(0, len(ids), per_batch)]
+    return out
 
 
 def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Optimizer]:
@@ -91,13 +148,16 @@ def train_sequences(
         log.epochs.append({"epoch": 0, "loss": float("nan"),
                            "valid_rmse": _rmse(best_errors), "seconds": 0.0})
     started, n_events = time.perf_counter(), 0
+    carry = CarriedStates(train, config.hidden, device)
     for epoch in range(1, epochs + 1):
         net.train()
         total, count = 0.0, 0
         for ids in length_batches(train, config.batch_size, rng):
             batch = train.pad(ids, device)
+            carry.attach(batch, ids)
             _drop_items(batch, config.item_dropout, rng, device)
             loss = net.loss(batch, class_weights)
+            carry.store(batch, ids)
             for opt in optimizers:
                 opt.zero_grad()
             loss.backward()
