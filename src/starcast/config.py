@@ -90,7 +90,7 @@ class LSTMConfig:
     patience: int = 4
     # standard errors (paired, over valid events) by which a trained epoch must beat the
     # untrained bias-and-fold-in model to be kept; 0 keeps whichever valid RMSE is lower
-    significance: float = 2.0
+    significance: float = 3.0
     refit: bool = True  # after early stopping, train again on train + valid for the best epochs
 
 
