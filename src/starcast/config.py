@@ -79,6 +79,10 @@ class LSTMConfig:
     # training cuts longer customers into chunks of this many events; a chunk starts from the
     # state its predecessor ended in (truncated back-propagation); prediction reads everything
     max_len: int = 200
+    # item-side recurrent state: a GRU over the item's latest `item_window` ratings before each
+    # event (0: off) with `item_hidden` units
+    item_window: int = 0
+    item_hidden: int = 16
     user_shrinkage: float | None = None  # initial fold-in shrinkage; None: best predictive
     reg_item: float = 10.0  # initial shrinkage of the item's drift from its trained bias (learned)
     l2_item: float = 1e-4  # per touched item row, not per event

@@ -37,3 +37,18 @@ def test_side_features_survive_save_and_load(held_out_items, tmp_path) -> None:
     model = Forecaster("lstm", seed=0, epochs=1).fit(split.train, split.valid, items)
     loaded = Forecaster.load(model.save(tmp_path / "m"))
     assert loaded.predict(known, cold).equals(model.predict(known, cold))
+
+
+def test_item_side_recurrent_state_trains_predicts_and_persists(tmp_path) -> None:
+    from starcast.config import LSTMConfig, StarcastConfig
+
+    data = generate(SynthConfig(users=120, items=40, events=2_500, seed=4))
+    split = split_events(data.events, "time")
+    config = StarcastConfig(lstm=LSTMConfig(item_window=5))
+    model = Forecaster(config=config, seed=0, epochs=2).fit(split.train)  # no valid: 2 epochs
+    history = pl.concat([split.train, split.valid])
+    out = model.predict(history, split.test)
+    assert out["prediction"].is_between(1, 5).all()
+    assert model.model_.log_.best_epoch == 2  # the trained item GRU is what predicts
+    loaded = Forecaster.load(model.save(tmp_path / "m"))
+    assert loaded.predict(history, split.test).equals(out)

@@ -15,6 +15,7 @@ import torch
 
 from starcast.data.schema import ITEM, RATING, TS, USER
 from starcast.features.history import visible_sums
+from starcast.features.item_windows import ItemWindows
 
 ITEM_INDEX = "_item"  # the item's vocabulary index
 SIDE_INDEX = "_side"  # the item's row in the side-feature table (0: none)
@@ -38,6 +39,7 @@ class Sequences:
     is_target: np.ndarray  # bool
     offsets: np.ndarray  # int64 [S + 1]
     follows: np.ndarray  # int64 [S]: the chunk this sequence continues (its user's), else -1
+    window: ItemWindows | None = None  # per position: the item's own latest ratings
 
     @property
     def lengths(self) -> np.ndarray:
@@ -64,6 +66,16 @@ class Sequences:
             "feats": as_tensor(self.feats[flat]),
             "target": as_tensor(np.nan_to_num(self.target[flat])),
             "mask": as_tensor(real & self.is_target[flat]),
+        } | self._pad_window(flat, as_tensor)
+
+    def _pad_window(self, flat: np.ndarray, as_tensor) -> dict[str, torch.Tensor]:
+        if self.window is None:
+            return {}
+        w = self.window
+        return {
+            "win_rating": as_tensor(w.rating[flat]),
+            "win_age": as_tensor(w.age[flat]),
+            "win_length": as_tensor(w.length[flat]),
         }
 
 
@@ -83,11 +95,13 @@ def _gaps(ts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return gap
 
 
-def training_sequences(events: pl.DataFrame, feats: np.ndarray, max_len: int) -> Sequences:
+def training_sequences(
+    events: pl.DataFrame, feats: np.ndarray, max_len: int, window: ItemWindows | None = None
+) -> Sequences:
     """Each user's events in (ts, item) order, cut into chunks of at most `max_len`.
 
     `events` must already be sorted by (user, ts, item) and carry ITEM_INDEX and SIDE_INDEX;
-    `feats` aligns.
+    `feats` and `window` align with it.
     """
     users = events[USER].to_numpy()
     new_user = np.r_[True, users[1:] != users[:-1]]
@@ -109,11 +123,15 @@ def training_sequences(events: pl.DataFrame, feats: np.ndarray, max_len: int) ->
         is_target=np.ones(len(users), dtype=bool),
         offsets=offsets,
         follows=follows,
+        window=window,
     )
 
 
 def query_sequences(
-    history: pl.DataFrame, queries: pl.DataFrame, feats: np.ndarray
+    history: pl.DataFrame,
+    queries: pl.DataFrame,
+    feats: np.ndarray,
+    window: ItemWindows | None = None,
 ) -> Sequences:
     """For each query: the user's visible history events, all of them, then the query.
 
@@ -154,8 +172,14 @@ def query_sequences(
     is_target = np.zeros(n, dtype=bool)
     is_target[last] = True
     follows = np.full(len(offsets) - 1, -1, dtype=np.int64)
+    full_window = None
+    if window is not None:  # only the query positions are predicted, so only they need one
+        full_window = ItemWindows.empty(n, window.rating.shape[1])
+        full_window.rating[last], full_window.age[last] = window.rating, window.age
+        full_window.length[last] = window.length
     return Sequences(
-        item, side, rating, _gaps(ts, offsets), all_feats, target, is_target, offsets, follows
+        item, side, rating, _gaps(ts, offsets), all_feats, target, is_target, offsets, follows,
+        full_window,
     )
 
 

@@ -23,6 +23,7 @@ from starcast.features.sequences import (
     target_features,
     training_sequences,
 )
+from starcast.features.item_windows import ItemWindows, item_windows
 from starcast.features.side import SideFeatures
 from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, RatingModel
@@ -183,13 +184,20 @@ class LSTMModel(RatingModel):
 
     def _training_sequences(self, train: pl.DataFrame):
         events = self._with_index(train).sort([USER, TS, ITEM])
-        return training_sequences(events, self._features(events, events), self.config.max_len)
+        return training_sequences(
+            events, self._features(events, events), self.config.max_len,
+            self._windows(events, events),
+        )
 
     def _query_sequences(self, history: pl.DataFrame, queries: pl.DataFrame):
         history = self._with_index(history)
         queries = self._with_index(queries)
         feats = self._features(history, queries)
-        return query_sequences(history, queries, feats)
+        return query_sequences(history, queries, feats, self._windows(history, queries))
+
+    def _windows(self, history: pl.DataFrame, targets: pl.DataFrame) -> ItemWindows | None:
+        width = self.config.item_window
+        return item_windows(history, targets, width) if width > 0 else None
 
     def _class_weights(self, train: pl.DataFrame, device: torch.device) -> torch.Tensor | None:
         if not self.config.class_weight:

@@ -59,6 +59,11 @@ class SequenceNet(nn.Module):
             torch.tensor([inverse_softplus(v) for v in (user_shrinkage, config.reg_item, 2.0)])
         )
         head_in = config.hidden + config.item_dim + n_features + 1
+        if config.item_window > 0:
+            # the item's own recent ratings, read by a recurrent net of the item side
+            self.item_rnn = nn.GRU(2, config.item_hidden, batch_first=True)
+            self.item_h0 = nn.Parameter(torch.zeros(config.item_hidden))
+            head_in += config.item_hidden
         self.mlp = nn.Sequential(
             nn.Dropout(config.dropout),
             nn.Linear(head_in, config.mlp),
@@ -90,7 +95,10 @@ class SequenceNet(nn.Module):
         batch["final"] = (h_n[0].detach(), c_n[0].detach())  # for the chunk that follows
         before = torch.cat([h0.transpose(0, 1), states[:, :-1]], dim=1)
         feats = self._shrunk_means(batch["feats"])
-        z = torch.cat([before, emb, feats, batch["gap"].unsqueeze(-1)], dim=-1)
+        parts = [before, emb, feats, batch["gap"].unsqueeze(-1)]
+        if self.config.item_window > 0:
+            parts.append(self._item_state(batch))
+        z = torch.cat(parts, dim=-1)
         base = self.mu + item_bias + feats[..., 0]
         raw = base + self.mlp(z).squeeze(-1)
         if self.config.head != "ordinal":
@@ -98,6 +106,26 @@ class SequenceNet(nn.Module):
         probs = self._star_probabilities(raw)
         stars = torch.arange(1, probs.shape[-1] + 1, device=raw.device, dtype=raw.dtype)
         return (probs * stars).sum(-1), probs
+
+    def _item_state(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, T, item_hidden]: the item GRU's state after each target's window (h0 if empty)."""
+        mask = batch["mask"]
+        out = self.item_h0.expand(*mask.shape, -1).clone()
+        length = batch["win_length"][mask]
+        some = length > 0
+        if not bool(some.any()):
+            return out
+        steps = torch.stack(
+            [(batch["win_rating"][mask] - self.mu) / 2, batch["win_age"][mask]], dim=-1
+        )[some]
+        packed = nn.utils.rnn.pack_padded_sequence(
+            steps, length[some].cpu(), batch_first=True, enforce_sorted=False
+        )
+        h0 = self.item_h0.expand(1, steps.shape[0], -1).contiguous()
+        _, h_n = self.item_rnn(packed, h0)
+        rows = mask.nonzero()[some]
+        out[rows[:, 0], rows[:, 1]] = h_n[0]
+        return out
 
     def _initial_state(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The learned start state, or the carried one where a chunk continues its customer."""
