@@ -80,13 +80,16 @@ class SequenceNet(nn.Module):
             self.sharpness = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Point predictions [B, T] at every position."""
+        """Point predictions at the target positions (`batch["mask"]`), in row-major order."""
         return self.score(batch)[0]
 
     def score(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(expected rating [B, T], star probabilities [B, T, K] or None)."""
-        items = batch["item"]
-        emb, item_bias = self._item_representation(items, batch["side"])
+        """(expected rating [M], star probabilities [M, K] or None) at the M target positions.
+
+        The LSTM runs over every position; the head only where a prediction is wanted.
+        """
+        mask = batch["mask"]
+        emb, item_bias = self._item_representation(batch["item"], batch["side"])
         steps = torch.cat(
             [emb, (batch["rating"] - self.mu).unsqueeze(-1) / 2, batch["gap"].unsqueeze(-1)], dim=-1
         )
@@ -94,13 +97,12 @@ class SequenceNet(nn.Module):
         states, (h_n, c_n) = self.lstm(steps, (h0, c0))
         batch["final"] = (h_n[0].detach(), c_n[0].detach())  # for the chunk that follows
         before = torch.cat([h0.transpose(0, 1), states[:, :-1]], dim=1)
-        feats = self._shrunk_means(batch["feats"])
-        parts = [before, emb, feats, batch["gap"].unsqueeze(-1)]
+        feats = self._shrunk_means(batch["feats"][mask])
+        parts = [before[mask], emb[mask], feats, batch["gap"][mask].unsqueeze(-1)]
         if self.config.item_window > 0:
             parts.append(self._item_state(batch))
-        z = torch.cat(parts, dim=-1)
-        base = self.mu + item_bias + feats[..., 0]
-        raw = base + self.mlp(z).squeeze(-1)
+        base = self.mu + item_bias[mask] + feats[:, 0]
+        raw = base + self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)
         if self.config.head != "ordinal":
             return raw, None
         probs = self._star_probabilities(raw)
@@ -108,10 +110,10 @@ class SequenceNet(nn.Module):
         return (probs * stars).sum(-1), probs
 
     def _item_state(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[B, T, item_hidden]: the item GRU's state after each target's window (h0 if empty)."""
+        """[M, item_hidden]: the item GRU's state after each target's window (h0 if empty)."""
         mask = batch["mask"]
-        out = self.item_h0.expand(*mask.shape, -1).clone()
         length = batch["win_length"][mask]
+        out = self.item_h0.expand(len(length), -1).clone()
         some = length > 0
         if not bool(some.any()):
             return out
@@ -123,8 +125,7 @@ class SequenceNet(nn.Module):
         )
         h0 = self.item_h0.expand(1, steps.shape[0], -1).contiguous()
         _, h_n = self.item_rnn(packed, h0)
-        rows = mask.nonzero()[some]
-        out[rows[:, 0], rows[:, 1]] = h_n[0]
+        out[some] = h_n[0]
         return out
 
     def _initial_state(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,10 +169,10 @@ class SequenceNet(nn.Module):
         pred, probs = self.score(batch)
         target = batch["target"][mask]
         if probs is None:
-            per_event = (pred[mask] - target) ** 2
+            per_event = (pred - target) ** 2
         else:
             stars = (target.round().long() - 1).clamp(0, probs.shape[-1] - 1)
-            per_event = -torch.log(probs[mask].gather(-1, stars[:, None]).squeeze(-1))
+            per_event = -torch.log(probs.gather(-1, stars[:, None]).squeeze(-1))
         if weights is not None:
             w = weights[(target.round().long() - 1).clamp(0, len(weights) - 1)]
             per_event = per_event * w / w.mean()

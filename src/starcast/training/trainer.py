@@ -94,13 +94,14 @@ def predict_last(
     probs = None
     for ids in _bounded(length_batches(seqs, batch_size), seqs.lengths, max_positions):
         batch = seqs.pad(ids, device)
-        point, p = net.score(batch)
         last = torch.as_tensor(seqs.lengths[ids] - 1, device=device)
-        rows = torch.arange(len(ids), device=device)
-        mean[ids] = point[rows, last].double().cpu().numpy()
+        batch["mask"] = torch.zeros_like(batch["mask"])
+        batch["mask"][torch.arange(len(ids), device=device), last] = True
+        point, p = net.score(batch)  # in row order: one target per sequence
+        mean[ids] = point.double().cpu().numpy()
         if p is not None:
             probs = np.zeros((len(seqs), p.shape[-1])) if probs is None else probs
-            probs[ids] = p[rows, last].double().cpu().numpy()
+            probs[ids] = p.double().cpu().numpy()
     return mean, probs
 
 
