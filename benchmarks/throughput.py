@@ -59,7 +59,7 @@ def main() -> None:
         result[name] = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
         result[name]["runs"] = measured
     for speed in ("loop_events_per_second", "fit_events_per_second"):
-        ratios = [a[speed] / b[speed] for a, b in zip(runs["lstm"], runs["seed"])]
+        ratios = [a[speed] / b[speed] for a, b in zip(runs["lstm"], runs["seed"], strict=True)]
         result[f"lstm_over_seed_{speed}"] = statistics.median(ratios)
         result[f"lstm_over_seed_{speed}_per_repeat"] = ratios
     OUT.mkdir(exist_ok=True)

@@ -1,6 +1,7 @@
 import json
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from starcast.cli import app
@@ -95,3 +96,38 @@ def test_bad_queries_name_the_file_and_line(tmp_path, data_dir):
     )
     assert result.exit_code != 0
     assert "q.csv:3" in str(result.exception) and "'ts'" in str(result.exception)
+
+
+def test_evaluate_report_matches_predict_output(tmp_path):
+    data = tmp_path / "events.parquet"
+    invoke("data", "synth", "--users", 100, "--items", 40, "--events", 2000, "--out", data)
+    invoke("split", data, "--protocol", "time", "--out", tmp_path / "split")
+    split = tmp_path / "split"
+    invoke("train", "--train", split / "train.csv", "--valid", split / "valid.csv",
+           "--out", tmp_path / "model", "--epochs", 1)
+    invoke("predict", "--model", tmp_path / "model", "--history", split / "train.csv",
+           "--queries", split / "test.csv", "--out", tmp_path / "pred.csv")
+    result = invoke("evaluate", "--model", tmp_path / "model", "--history", split / "train.csv",
+                    "--queries", split / "test.csv", "--report", tmp_path / "report")
+    assert "macro-MAE" in result.stdout
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    pred = pl.read_csv(tmp_path / "pred.csv")["prediction"].to_numpy()
+    truth = pl.read_csv(split / "test.csv")["rating"].to_numpy()
+    assert metrics["overall"]["rmse"] == pytest.approx(float(((pred - truth) ** 2).mean() ** 0.5))
+    assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_evaluate_and_benchmark_on_a_raw_file(tmp_path, data_dir):
+    raw = data_dir / "amazon" / "All_Beauty_5.json.gz"
+    train_bias_on_all_beauty(data_dir, tmp_path / "m")
+    invoke("evaluate", "--model", tmp_path / "m", "--data", raw, "--split", "loo",
+           "--report", tmp_path / "r")
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["overall"]["n"] == 976  # All_Beauty users with >= 3 events
+    invoke("benchmark", "--data", raw, "--split", "loo", "--models", "mean,bias",
+           "--out", tmp_path / "b", "--no-peers")
+    rows = json.loads((tmp_path / "b" / "benchmark.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["mean", "bias"]
+    assert rows[1]["rmse"] < rows[0]["rmse"]
+    assert (tmp_path / "b" / "comparison.png").is_file()
+    assert "| bias |" in (tmp_path / "b" / "benchmark.md").read_text()

@@ -168,11 +168,10 @@ def train(
 ) -> None:
     """Fit a model on TRAIN (early stopping on VALID) or on a split of --data; save it."""
     from starcast.config import StarcastConfig, load_config
-    from starcast.data.splits import split_events
     from starcast.forecaster import Forecaster
 
     if data is not None:
-        parts = split_events(_read_plain(data, fmt, strict), split_protocol)
+        parts = _split(data, split_protocol, fmt, strict)
         train_events, valid_events = parts.train, parts.valid
     elif train_path is not None:
         train_events = _read_plain(train_path, fmt, strict)
@@ -209,6 +208,94 @@ def predict(
     predictions = forecaster.predict(events, read_queries(queries))
     predictions.write_csv(out_path)
     out.print(f"{predictions.height:,} predictions -> {out_path}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model directory from `starcast train`.")],
+    report: Annotated[Path, typer.Option(help="Directory for metrics.json, plots, report.html.")],
+    queries: Annotated[
+        Path | None, typer.Option(help="Events to predict, with their true ratings.")
+    ] = None,
+    history: Annotated[Path | None, typer.Option(help="Events the predictions may use.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Raw reviews: their test split.")] = None,
+    split_protocol: Annotated[str, typer.Option("--split", help="loo | time")] = "time",
+    offline: Annotated[
+        bool, typer.Option(help="With --data: history is train + valid, not all events.")
+    ] = False,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Metrics, slices and plots of a model on test events: DIR/report.html and metrics.json."""
+    from starcast.evaluation.evaluate import evaluate as run
+    from starcast.evaluation.report import fmt as show
+    from starcast.evaluation.report import headline, write_report
+    from starcast.forecaster import Forecaster
+
+    if data is not None:
+        parts = _split(data, split_protocol, fmt, strict)
+        test, events = parts.test, _history(parts, offline)
+    elif queries is not None:
+        test = _read_plain(queries, fmt, strict)
+        events = _read_plain(history, fmt, strict) if history else None
+    else:
+        raise typer.BadParameter("give --queries (and --history) or --data with --split")
+    with console.status("evaluating"):
+        evaluation = run(Forecaster.load(model), events, test)
+        paths = write_report(evaluation, report)
+    table = Table(title=f"{evaluation.metrics['model']} on {test.height:,} events")
+    table.add_column("metric", justify="left")
+    table.add_column("value", justify="right")
+    for name, value in headline(evaluation.metrics):
+        table.add_row(name, show(value))
+    out.print(table)
+    out.print(f"report -> {paths['report']}")
+
+
+@app.command()
+def benchmark(
+    data: Annotated[Path, typer.Option(help="Raw reviews (any supported format).")],
+    split_protocol: Annotated[str, typer.Option("--split", help="loo | time")] = "time",
+    models: Annotated[str, typer.Option(help="Comma-separated models.")] = "bias,mf,seed,lstm",
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for tables and plot.")] = Path(
+        "benchmark"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of every training run.")] = 0,
+    offline: Annotated[bool, typer.Option(help="History: train + valid, not all events.")] = False,
+    peers: Annotated[
+        bool | None, typer.Option(help="Surprise SVD/SVD++ (default: when installed).")
+    ] = None,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Fit several models on one split and compare them on the same test rows."""
+    from starcast.evaluation.benchmark import run_benchmark, write_benchmark
+
+    parts = _split(data, split_protocol, fmt, strict)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with console.status(f"fitting {', '.join(names)}"):
+        rows = run_benchmark(parts, names, _history(parts, offline), seed, peers)
+    about = {"data": str(data), "split": split_protocol, "seed": seed,
+             "history": "train+valid" if offline else "all events (visibility rule)",
+             "test_events": parts.test.height}
+    paths = write_benchmark(rows, out_dir, about)
+    title = f"{data.name}, {split_protocol} split, {parts.test.height:,} test events"
+    out.print(_table(rows, title))
+    out.print(f"tables -> {paths['markdown']}, {paths['json']}; plot -> {paths['plot']}")
+
+
+def _split(data: Path, protocol: str, fmt: str | None, strict: bool):
+    from starcast.data.splits import split_events
+
+    return split_events(_read_plain(data, fmt, strict), protocol)
+
+
+def _history(parts, offline: bool):
+    """All events (each query sees only what the visibility rule allows), or train + valid."""
+    import polars as pl
+
+    known = [parts.train, parts.valid] if offline else [parts.train, parts.valid, parts.test]
+    return pl.concat(known)
 
 
 def _read_plain(path: Path, fmt: str | None, strict: bool):

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from starcast.config import StarcastConfig, from_dict, to_dict
 from starcast.data.schema import RatingScale
 from starcast.errors import ConfigError, ModelFormatError, NotFittedError
+from starcast.jsonsafe import finite
 from starcast.models.base import RatingModel
 from starcast.models.bias import BiasModel
 from starcast.models.lstm import LSTMModel
@@ -86,8 +87,9 @@ class Forecaster:
             "config": to_dict(self.config),
             "scale": [self.scale.low, self.scale.high],
             "state": meta,
+            "training_log": self.training_log,
         }
-        (out / META).write_text(json.dumps(document))
+        (out / META).write_text(json.dumps(finite(document)))
         return out
 
     @classmethod
@@ -98,12 +100,21 @@ class Forecaster:
         model = MODELS[config.model](config, forecaster.scale, None)
         tensors = load_file(str(Path(directory) / WEIGHTS))
         forecaster.model_ = model.set_state(tensors, document["state"])
+        forecaster.loaded_log_ = document.get("training_log", {"epochs": []})
         return forecaster
 
     @property
-    def training_log(self) -> dict[str, Any] | None:
-        log = getattr(self._fitted(), "log_", None)
-        return dataclasses.asdict(log) if dataclasses.is_dataclass(log) else None
+    def training_log(self) -> dict[str, Any]:
+        """Per-epoch loss and valid RMSE, the chosen epoch, and the refit's epochs (if any)."""
+        if hasattr(self, "loaded_log_"):
+            return self.loaded_log_
+        model = self._fitted()
+        log = getattr(model, "log_", None)
+        if log is not None:
+            return {"epochs": log.epochs, "best_epoch": log.best_epoch,
+                    "refit_epochs": log.refit_epochs}
+        return {"epochs": getattr(model, "history_", []),
+                "best_epoch": getattr(model, "best_epoch_", None), "refit_epochs": []}
 
     def _fitted(self) -> RatingModel:
         if not hasattr(self, "model_"):
@@ -127,5 +138,3 @@ def _read_meta(directory: Path) -> dict[str, Any]:
             "retrain the model or use the starcast version that wrote it"
         )
     return document
-
-

@@ -18,7 +18,9 @@ HISTORY = frame(
 
 
 def test_latest_width_events_strictly_before_oldest_first() -> None:
-    targets = frame([("z", "x", int(3 * DAY)), ("z", "y", 0), ("z", "new", 9)], ["user", "item", "ts"])
+    targets = frame(
+        [("z", "x", int(3 * DAY)), ("z", "y", 0), ("z", "new", 9)], ["user", "item", "ts"]
+    )
     w = item_windows(HISTORY.with_columns(pl.col("ts").cast(pl.Int64)), targets, width=2)
     assert w.length.tolist() == [2, 0, 0]  # d's rating is at the same second: not earlier
     assert w.rating[0].tolist() == [2.0, 3.0]

@@ -1,8 +1,14 @@
-"""Rating-prediction metrics. Errors are computed on predictions as given (already in scale)."""
+"""Rating-prediction metrics. Errors are computed on predictions as given (already in scale).
+
+True ratings are rounded to whole stars to form classes; a prediction's class is its rounded
+value. Star classes run from `low` to `high` of the rating scale.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+BOOTSTRAP_SAMPLES = 1000
 
 
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -13,16 +19,91 @@ def mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(np.abs(np.asarray(y_true) - np.asarray(y_pred))))
 
 
+def _by_class(y_true: np.ndarray, y_pred: np.ndarray, metric) -> dict[int, float]:
+    classes = np.rint(np.asarray(y_true)).astype(int)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return {int(k): metric(y_true[classes == k], y_pred[classes == k]) for k in np.unique(classes)}
+
+
 def per_class_mae(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, float]:
     """MAE of the events of each true star class (true ratings rounded to whole stars)."""
-    classes = np.rint(np.asarray(y_true)).astype(int)
-    errors = np.abs(np.asarray(y_true) - np.asarray(y_pred))
-    return {int(k): float(errors[classes == k].mean()) for k in np.unique(classes)}
+    return _by_class(y_true, y_pred, mae)
+
+
+def per_class_rmse(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, float]:
+    return _by_class(y_true, y_pred, rmse)
 
 
 def macro_mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean over true star classes of their MAE, so rare 1-3 star reviews weigh as much as 5s."""
     return float(np.mean(list(per_class_mae(y_true, y_pred).values())))
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """Counts [true star, rounded predicted star] over the star classes `stars`."""
+    low = int(stars[0])
+    t = np.clip(np.rint(y_true).astype(int), low, int(stars[-1])) - low
+    p = np.clip(np.rint(y_pred).astype(int), low, int(stars[-1])) - low
+    out = np.zeros((len(stars), len(stars)), dtype=np.int64)
+    np.add.at(out, (t, p), 1)
+    return out
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Share of events whose rounded prediction is the true star."""
+    return float(np.mean(np.rint(y_true) == np.rint(y_pred)))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, stars: np.ndarray) -> float:
+    """Mean F1 of the rounded prediction over the star classes present in truth or prediction."""
+    counts = confusion(y_true, y_pred, stars)
+    tp = np.diag(counts).astype(float)
+    precision = np.divide(tp, counts.sum(0), out=np.zeros_like(tp), where=counts.sum(0) > 0)
+    recall = np.divide(tp, counts.sum(1), out=np.zeros_like(tp), where=counts.sum(1) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp),
+                   where=(precision + recall) > 0)
+    present = (counts.sum(0) + counts.sum(1)) > 0
+    return float(f1[present].mean())
+
+
+def bootstrap_interval(
+    y_true: np.ndarray, y_pred: np.ndarray, metric, seed: int = 0,
+    samples: int = BOOTSTRAP_SAMPLES,
+) -> tuple[float, float]:
+    """95% percentile interval of `metric` over resamples of the events (with replacement)."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    values = [metric(y_true[idx], y_pred[idx]) for idx in rng.integers(0, n, (samples, n))]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def negative_log_likelihood(y_true: np.ndarray, probabilities: np.ndarray, low: int) -> float:
+    """Mean -log p(true star) under the predicted star probabilities (columns low..high)."""
+    column = np.clip(np.rint(y_true).astype(int) - low, 0, probabilities.shape[1] - 1)
+    p = probabilities[np.arange(len(y_true)), column]
+    return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
+
+
+def calibration(
+    y_true: np.ndarray, probabilities: np.ndarray, low: int, bins: int = 10
+) -> list[dict]:
+    """Reliability table over all (event, star) probabilities: mean predicted vs observed rate."""
+    stars = low + np.arange(probabilities.shape[1])
+    observed = (np.rint(y_true)[:, None] == stars[None, :]).astype(float).ravel()
+    predicted = probabilities.ravel()
+    which = np.minimum((predicted * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            rows.append({
+                "bin": f"{b / bins:.2f}-{(b + 1) / bins:.2f}",
+                "count": int(inside.sum()),
+                "mean_predicted": float(predicted[inside].mean()),
+                "observed": float(observed[inside].mean()),
+            })
+    return rows
 
 
 def summary(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -32,3 +113,33 @@ def summary(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         "mae": mae(y_true, y_pred),
         "macro_mae": macro_mae(y_true, y_pred),
     }
+
+
+def full_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    stars: np.ndarray,
+    probabilities: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict:
+    """Every headline metric of one prediction set, JSON-ready."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    out = summary(y_true, y_pred) | {
+        "rmse_ci95": bootstrap_interval(y_true, y_pred, rmse, seed),
+        "macro_mae_ci95": bootstrap_interval(y_true, y_pred, macro_mae, seed),
+        "per_class_rmse": _str_keys(per_class_rmse(y_true, y_pred)),
+        "per_class_mae": _str_keys(per_class_mae(y_true, y_pred)),
+        "accuracy": accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred, stars),
+        "confusion": confusion(y_true, y_pred, stars).tolist(),
+        "stars": [int(s) for s in stars],
+    }
+    if probabilities is not None:
+        low = int(stars[0])
+        out["nll"] = negative_log_likelihood(y_true, probabilities, low)
+        out["calibration"] = calibration(y_true, probabilities, low)
+    return out
+
+
+def _str_keys(d: dict[int, float]) -> dict[str, float]:
+    return {str(k): v for k, v in d.items()}

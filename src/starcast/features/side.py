@@ -40,7 +40,7 @@ class SideFeatures:
         width = max([1, *map(len, rows)])
         tokens = np.zeros((len(items), width), dtype=np.int64)
         positions = items.encode(bags[ITEM])
-        for pos, row in zip(positions, rows):
+        for pos, row in zip(positions, rows, strict=True):
             tokens[pos, : len(row)] = row
         return cls(items, tokens, len(index) + 1)
 

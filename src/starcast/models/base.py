@@ -73,10 +73,20 @@ class RatingModel(ABC):
 
     def cold_mask(self, history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
         """A query is cold when its item is new, or its user has neither training nor history."""
-        item_cold = self.items_.encode(queries[ITEM]) == COLD
-        user_new = self.users_.encode(queries[USER]) == COLD
-        seen = visible_sums(history, queries, pl.lit(1.0))["n"].to_numpy() > 0
-        return item_cold | (user_new & ~seen)
+        parts = self.coldness(history, queries)
+        return parts["item_cold"] | parts["user_cold"]
+
+    def coldness(self, history: pl.DataFrame, queries: pl.DataFrame) -> dict[str, np.ndarray]:
+        """Per query: `item_cold` (item unseen in training), `user_cold` (user with neither
+        training events nor visible history) and `visible` (the user's visible history events).
+        """
+        self._check_fitted()
+        visible = visible_sums(history, queries, pl.lit(1.0))["n"].to_numpy().astype(np.int64)
+        return {
+            "item_cold": self.items_.encode(queries[ITEM]) == COLD,
+            "user_cold": (self.users_.encode(queries[USER]) == COLD) & (visible == 0),
+            "visible": visible,
+        }
 
     def get_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Fitted state as named tensors (for safetensors) and JSON-ready metadata."""

@@ -14,6 +14,7 @@ import torch
 
 from starcast.config import BiasConfig, LSTMConfig, TrainConfig
 from starcast.data.schema import ITEM, RATING, TS, USER
+from starcast.features.item_windows import ItemWindows, item_windows
 from starcast.features.sequences import (
     FEATURES,
     ITEM_INDEX,
@@ -23,7 +24,6 @@ from starcast.features.sequences import (
     target_features,
     training_sequences,
 )
-from starcast.features.item_windows import ItemWindows, item_windows
 from starcast.features.side import SideFeatures
 from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, RatingModel
@@ -31,7 +31,6 @@ from starcast.models.bias import fit_biases, predictive_shrinkage
 from starcast.models.lstm_net import SequenceNet
 from starcast.training.runtime import prepare
 from starcast.training.trainer import Progress, TrainLog, predict_last, train_sequences
-
 
 SIDE_SHRINKAGE = 5.0  # items' worth of prior pulling a side token's bias toward 0
 

@@ -1,0 +1,86 @@
+"""Several models on one split, side by side: the same test rows, the same history."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+
+from starcast.config import StarcastConfig
+from starcast.data.schema import RATING
+from starcast.data.splits import Split
+from starcast.evaluation import peers, plots
+from starcast.evaluation.metrics import summary
+from starcast.forecaster import Forecaster
+from starcast.jsonsafe import finite
+
+COLUMNS = ("model", "rmse", "mae", "macro_mae", "fit_seconds", "predictions_per_second")
+
+
+def run_benchmark(
+    split: Split,
+    models: list[str],
+    history: pl.DataFrame,
+    seed: int = 0,
+    with_peers: bool | None = None,
+    config: StarcastConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Fit each model on train (valid for early stopping), predict test from `history`.
+
+    Surprise's SVD and SVD++ join when the `peers` extra is installed (`with_peers=None`), or
+    when asked (`True`, which fails without it).
+    """
+    truth = split.test[RATING].to_numpy()
+    rows = []
+    for name in models:
+        start = time.perf_counter()
+        forecaster = Forecaster(name, config, seed=seed).fit(split.train, split.valid)
+        fitted = time.perf_counter() - start
+        start = time.perf_counter()
+        pred = forecaster.predict(history, split.test)["prediction"].to_numpy()
+        rows.append(_row(name, truth, pred, fitted, time.perf_counter() - start))
+    if with_peers or (with_peers is None and peers.available()):
+        known = pl.concat([split.train, split.valid])
+        for name in peers.PEERS:
+            pred, fitted, predicted = peers.fit_predict(name, known, split.test,
+                                                        Forecaster().scale, seed)
+            rows.append(_row(name, truth, pred, fitted, predicted))
+    return rows
+
+
+def _row(name: str, truth: np.ndarray, pred: np.ndarray, fit: float, predict: float) -> dict:
+    metrics = summary(truth, pred)
+    return {"model": name, "rmse": metrics["rmse"], "mae": metrics["mae"],
+            "macro_mae": metrics["macro_mae"], "fit_seconds": fit,
+            "predictions_per_second": len(truth) / max(predict, 1e-9)}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = "| " + " | ".join(COLUMNS) + " |\n|---|" + "---:|" * (len(COLUMNS) - 1) + "\n"
+    body = "".join(
+        "| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |\n" for r in rows
+    )
+    return head + body
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_benchmark(rows: list[dict[str, Any]], directory: str | Path, about: dict) -> dict:
+    """benchmark.json (rows and what they were measured on), benchmark.md, comparison.png."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "benchmark.json", "markdown": out / "benchmark.md",
+             "plot": out / "comparison.png"}
+    paths["json"].write_text(json.dumps(finite({"about": about, "rows": rows}), indent=2))
+    paths["markdown"].write_text(markdown(rows))
+    figure = plots.model_comparison(rows)
+    figure.savefig(paths["plot"], dpi=100)
+    plt.close(figure)
+    return paths

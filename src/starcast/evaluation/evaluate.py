@@ -1,0 +1,58 @@
+"""Evaluate a fitted forecaster on queries with known ratings: metrics, slices, predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from starcast.data.schema import RATING
+from starcast.errors import DataError
+from starcast.evaluation.metrics import full_metrics
+from starcast.evaluation.slices import cold_start_labels, history_labels, slice_metrics
+from starcast.forecaster import Forecaster
+
+
+@dataclass
+class Evaluation:
+    """`metrics`: JSON-ready numbers; `predictions`: one row per query with truth and slices."""
+
+    metrics: dict[str, Any]
+    predictions: pl.DataFrame
+    training_log: dict[str, Any]
+
+
+def evaluate(
+    forecaster: Forecaster, history: pl.DataFrame | None, queries: pl.DataFrame, seed: int = 0
+) -> Evaluation:
+    """Predict `queries` (which carry `rating`) from `history` and measure every way."""
+    if RATING not in queries.columns:
+        raise DataError("queries to evaluate need their true ratings", field=RATING)
+    predictions = forecaster.predict(history, queries)
+    model = forecaster.model_
+    parts = model.coldness(history if history is not None else queries.clear(), queries)
+    truth = queries[RATING].to_numpy().astype(float)
+    frame = predictions.with_columns(
+        pl.Series("truth", truth),
+        pl.Series("cold_start", cold_start_labels(parts["user_cold"], parts["item_cold"]),
+                  dtype=pl.Utf8),
+        pl.Series("visible_history", parts["visible"]),
+        pl.Series("history", history_labels(parts["visible"]), dtype=pl.Utf8),
+        pl.Series("true_rating", np.rint(truth).astype(int).astype(str), dtype=pl.Utf8),
+    )
+    scale = forecaster.scale
+    stars = np.arange(int(round(scale.low)), int(round(scale.high)) + 1)
+    probs = _probabilities(predictions)
+    metrics = {
+        "model": forecaster.config.model,
+        "overall": full_metrics(truth, frame["prediction"].to_numpy(), stars, probs, seed),
+        "slices": slice_metrics(frame),
+    }
+    return Evaluation(metrics, frame, forecaster.training_log)
+
+
+def _probabilities(predictions: pl.DataFrame) -> np.ndarray | None:
+    columns = [c for c in predictions.columns if c.startswith("p") and c[1:].isdigit()]
+    return predictions.select(columns).to_numpy() if columns else None
