@@ -89,19 +89,38 @@ class SequenceNet(nn.Module):
         The LSTM runs over every position; the head only where a prediction is wanted.
         """
         mask = batch["mask"]
-        emb, item_bias = self._item_representation(batch["item"], batch["side"])
-        steps = torch.cat(
-            [emb, (batch["rating"] - self.mu).unsqueeze(-1) / 2, batch["gap"].unsqueeze(-1)], dim=-1
-        )
+        emb, item_bias = self.item_representation(batch["item"], batch["side"])
         h0, c0 = self._initial_state(batch)
-        states, (h_n, c_n) = self.lstm(steps, (h0, c0))
+        states, (h_n, c_n) = self.lstm(self.step_inputs(emb, batch["rating"], batch["gap"]),
+                                       (h0, c0))
         batch["final"] = (h_n[0].detach(), c_n[0].detach())  # for the chunk that follows
         before = torch.cat([h0.transpose(0, 1), states[:, :-1]], dim=1)
-        feats = self._shrunk_means(batch["feats"][mask])
-        parts = [before[mask], emb[mask], feats, batch["gap"][mask].unsqueeze(-1)]
-        if self.config.item_window > 0:
-            parts.append(self._item_state(batch))
-        base = self.mu + item_bias[mask] + feats[:, 0]
+        item_state = self._item_state(batch) if self.config.item_window > 0 else None
+        return self.head(before[mask], emb[mask], item_bias[mask], batch["feats"][mask],
+                         batch["gap"][mask], item_state)
+
+    def step_inputs(
+        self, emb: torch.Tensor, rating: torch.Tensor, gap: torch.Tensor
+    ) -> torch.Tensor:
+        """What the LSTM reads at an event: item representation, centred rating, log gap."""
+        return torch.cat([emb, (rating - self.mu).unsqueeze(-1) / 2, gap.unsqueeze(-1)], dim=-1)
+
+    def head(
+        self,
+        before: torch.Tensor,
+        emb: torch.Tensor,
+        item_bias: torch.Tensor,
+        raw_feats: torch.Tensor,
+        gap: torch.Tensor,
+        item_state: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(expected rating [M], star probabilities [M, K] or None) from the user's state
+        before the event, the item's representation and the visible sums (FEATURES)."""
+        feats = self._shrunk_means(raw_feats)
+        parts = [before, emb, feats, gap.unsqueeze(-1)]
+        if item_state is not None:
+            parts.append(item_state)
+        base = self.mu + item_bias + feats[:, 0]
         raw = base + self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)
         if self.config.head != "ordinal":
             return raw, None
@@ -137,7 +156,7 @@ class SequenceNet(nn.Module):
         keep = batch["carried"][None, :, None]
         return torch.where(keep, batch["h0"][None], h0), torch.where(keep, batch["c0"][None], c0)
 
-    def _item_representation(
+    def item_representation(
         self, items: torch.Tensor, side: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(embedding [B, T, D], bias [B, T]): the item's own plus its side features'."""
