@@ -1,0 +1,311 @@
+"""Every customer's state kept current as reviews arrive, and predictions from it.
+
+For the `lstm` model a new review advances its customer's LSTM state by one step and updates
+the customer's and the item's residual sums: no retraining, no replay. A prediction then reads
+the stored state, exactly what `starcast predict` computes from the same history. Where the
+stored state is not that (a query earlier than events already applied, or about a pair already
+rated, which the visibility rule hides), the query is answered the batch way from the stored
+events instead. Other models always answer the batch way from the stored events.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from starcast.data.schema import EVENT_SCHEMA, ITEM, RATING, TS, USER
+from starcast.errors import StarcastError
+from starcast.features.sequences import DAY, RECENT, RESIDUAL, training_sequences
+from starcast.features.vocab import COLD
+from starcast.forecaster import Forecaster
+from starcast.models.lstm import LSTMModel
+from starcast.serving.store import ItemState, Store, UserState, write_item, write_user
+
+
+class EventRejected(StarcastError):
+    """An event that cannot be applied (409): the request changes nothing."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"events[{index}]: {reason}")
+        self.index, self.reason = index, reason
+
+
+@dataclass
+class Event:
+    user: str
+    item: str
+    rating: float
+    ts: int
+    event_id: str | None = None
+
+
+class OnlineForecaster:
+    def __init__(self, forecaster: Forecaster, store: Store) -> None:
+        self.forecaster, self.store = forecaster, store
+        model = forecaster.model_
+        # the item-side window is not kept incrementally: that configuration answers in batch
+        self.recurrent = isinstance(model, LSTMModel) and model.config.item_window == 0
+        self.model = model
+        if self.recurrent:  # per-event lookups without a DataFrame round trip
+            self._index = {name: k + 1 for k, name in enumerate(model.items_.ids)}
+            self._side = {name: k + 1 for k, name in enumerate(model.side_.items.ids)}
+
+    # ---- events -------------------------------------------------------------------------
+
+    def apply(self, events: list[Event]) -> dict[str, int]:
+        """Store and apply `events` in one transaction; retries of known event_ids are skipped."""
+        with self.store.transaction() as db:
+            fresh = self._new_events(db, events)
+            users = self.store.users(e.user for _, e in fresh)
+            items = self.store.items(e.item for _, e in fresh)
+            replay, steps = set(), {}
+            for index, event in fresh:
+                user = users[event.user]
+                if user.last_ts is not None and event.ts < user.last_ts:
+                    raise EventRejected(index, f"ts {event.ts} is older than user "
+                                        f"{event.user!r}'s latest event ({user.last_ts}); "
+                                        f"POST /v1/users/{{user}}/rebuild after a backfill")
+                if user.last_ts == event.ts and event.item < (user.last_item or ""):
+                    replay.add(event.user)  # same second, earlier in (ts, item) order
+                seq = db.execute(
+                    "INSERT INTO events (event_id, user, item, rating, ts) VALUES (?, ?, ?, ?, ?)",
+                    (event.event_id, event.user, event.item, event.rating, event.ts),
+                ).lastrowid
+                self._advance(user, items[event.item], event, seq, steps)
+            self._step_all(users, steps)
+            for name in replay:
+                users[name] = self._replay(db, name)
+            for name, state in users.items():
+                write_user(db, name, state)
+            for name, state in items.items():
+                write_item(db, name, state)
+        return {"applied": len(fresh), "duplicates": len(events) - len(fresh)}
+
+    def _new_events(self, db: sqlite3.Connection, events: list[Event]) -> list[tuple[int, Event]]:
+        """(index, event) of the events not applied before (by event_id), in order."""
+        fresh, ids = [], {}
+        for index, event in enumerate(events):
+            if event.event_id is None:
+                fresh.append((index, event))
+                continue
+            known = ids.get(event.event_id) or db.execute(
+                "SELECT user, item, rating, ts FROM events WHERE event_id = ?", (event.event_id,)
+            ).fetchone()
+            if known is None:
+                ids[event.event_id] = (event.user, event.item, event.rating, event.ts)
+                fresh.append((index, event))
+            elif tuple(known) != (event.user, event.item, event.rating, event.ts):
+                raise EventRejected(index, f"event_id {event.event_id!r} was used for another "
+                                    "event")
+        return fresh
+
+    def _advance(
+        self, user: UserState, item: ItemState, event: Event, seq: int, steps: dict
+    ) -> None:
+        """Counts and sums now; the LSTM steps are collected, to run once per request."""
+        resid = self._residual(event.item, event.rating)
+        if self.recurrent:
+            gap = np.log1p(max(event.ts - user.last_ts, 0) / DAY) if user.n else 0.0
+            steps.setdefault(event.user, []).append(
+                (self._index.get(event.item, COLD), self._side.get(event.item, 0),
+                 event.rating, gap)
+            )
+        user.n, user.last_ts, user.last_item = user.n + 1, event.ts, event.item
+        user.resid_sum += resid
+        item.n += 1
+        item.last_ts = event.ts if item.last_ts is None else max(item.last_ts, event.ts)
+        item.resid_sum += resid
+        item.recent = sorted([*item.recent, (event.ts, seq, resid)])[-RECENT:]
+
+    def _residual(self, item: str, rating: float) -> float:
+        if not self.recurrent:
+            return 0.0
+        return float(rating - self.model.mu_ - self.model.b_item_[self._index.get(item, COLD)])
+
+    @torch.no_grad()
+    def _step_all(self, users: dict[str, UserState], steps: dict[str, list]) -> None:
+        """Advance every user by its new events: one packed LSTM call for the request."""
+        if not steps:
+            return
+        names = list(steps)
+        length = torch.tensor([len(steps[n]) for n in names])
+        padded = np.zeros((len(names), int(length.max()), 4))
+        for row, name in enumerate(names):
+            padded[row, : len(steps[name])] = steps[name]
+        net = self.model.net_
+        emb, _ = net.item_representation(torch.as_tensor(padded[..., 0], dtype=torch.long),
+                                         torch.as_tensor(padded[..., 1], dtype=torch.long))
+        x = net.step_inputs(emb, torch.as_tensor(padded[..., 2], dtype=torch.float32),
+                            torch.as_tensor(padded[..., 3], dtype=torch.float32))
+        starts = [self._start(users[n]) for n in names]
+        h0 = torch.stack([h for h, _ in starts])[None]
+        c0 = torch.stack([c for _, c in starts])[None]
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, length, batch_first=True,
+                                                         enforce_sorted=False)
+        _, (h, c) = net.lstm(packed, (h0, c0))
+        for row, name in enumerate(names):
+            users[name].h, users[name].c = h[0, row].numpy().copy(), c[0, row].numpy().copy()
+
+    def _start(self, user: UserState) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.model.net_
+        if user.h is None:
+            return net.h0[0, 0].detach(), net.c0[0, 0].detach()
+        return torch.from_numpy(user.h), torch.from_numpy(user.c)
+
+    # ---- rebuild and batch initialisation ----------------------------------------------------
+
+    def rebuild(self, user: str) -> dict:
+        """Replay the user's stored events in (ts, item) order into a fresh state."""
+        with self.store.transaction() as db:
+            write_user(db, user, self._replay(db, user))
+        return self.user(user)
+
+    def _replay(self, db: sqlite3.Connection, user: str) -> UserState:
+        rows = db.execute(
+            "SELECT user, item, rating, ts FROM events WHERE user = ? ORDER BY ts, item, seq",
+            (user,),
+        ).fetchall()
+        states = self._final_states(_frame(rows))
+        return states.get(user, UserState())
+
+    def initialise(self, history: pl.DataFrame) -> int:
+        """Store `history` and compute every user's and item's state from it in batch."""
+        events = history.select(USER, ITEM, RATING, TS).sort([TS, USER, ITEM])
+        with self.store.transaction() as db:
+            if db.execute("SELECT COUNT(*) FROM events").fetchone()[0]:
+                raise StarcastError(f"{self.store.path} already holds events; start a new file")
+            db.executemany("INSERT INTO events (user, item, rating, ts) VALUES (?, ?, ?, ?)",
+                           events.iter_rows())
+            for name, state in self._final_states(events).items():
+                write_user(db, name, state)
+            for name, state in self._item_states(events).items():
+                write_item(db, name, state)
+        return events.height
+
+    def _final_states(self, events: pl.DataFrame) -> dict[str, UserState]:
+        """Each user's state after all of `events`, computed in batch (one LSTM pass each)."""
+        if events.is_empty():
+            return {}
+        indexed = self._indexed(events).sort([USER, TS, ITEM])
+        summary = indexed.group_by(USER, maintain_order=True).agg(
+            pl.len().alias("n"), pl.col(TS).last(), pl.col(ITEM).last(),
+            pl.col(RESIDUAL).sum() if self.recurrent else pl.lit(0.0).alias(RESIDUAL),
+        )
+        h = c = [None] * summary.height
+        if self.recurrent:
+            seqs = training_sequences(indexed, np.zeros((indexed.height, 1), np.float32),
+                                      max_len=indexed.height + 1)
+            h, c = _run_to_end(self.model.net_, seqs)
+        return {
+            row[0]: UserState(row[1], row[2], row[3], row[4], h[k], c[k])
+            for k, row in enumerate(summary.iter_rows())
+        }
+
+    def _item_states(self, events: pl.DataFrame) -> dict[str, ItemState]:
+        # inserted into an empty table in this order: the event of row r got seq r + 1
+        indexed = self._indexed(events.with_row_index("_row", offset=1))
+        out = {}
+        for item, part in indexed.sort([ITEM, TS, "_row"]).group_by(ITEM, maintain_order=True):
+            resid = part[RESIDUAL].to_list() if self.recurrent else [0.0] * part.height
+            ts, rows = part[TS].to_list(), part["_row"].to_list()
+            recent = list(zip(ts, rows, resid, strict=True))
+            out[item[0]] = ItemState(part.height, max(ts), float(sum(resid)), recent[-RECENT:])
+        return out
+
+    def _indexed(self, events: pl.DataFrame) -> pl.DataFrame:
+        return self.model._with_index(events) if self.recurrent else events
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def user(self, user: str) -> dict:
+        state = self.store.users([user])[user]
+        known = self.model.users_.encode(pl.Series([user], dtype=pl.Utf8))[0] != COLD
+        return {"user": user, "events": state.n, "last_ts": state.last_ts,
+                "cold": bool(state.n == 0 and not known)}
+
+    def predict(self, queries: pl.DataFrame) -> pl.DataFrame:
+        """One row per query, in order, as `Forecaster.predict` with the stored history."""
+        queries = queries.select(USER, ITEM, TS).with_row_index("_query")
+        if not self.recurrent:
+            return self._batch(queries).drop("_query")
+        users = self.store.users(queries[USER])
+        items = self.store.items(queries[ITEM])
+        seen = self.store.pairs_seen(zip(queries[USER], queries[ITEM], strict=True))
+        exact = np.array([
+            (u, i) not in seen and _at_or_after(users[u], ts) and _at_or_after(items[i], ts)
+            for u, i, ts in queries.select(USER, ITEM, TS).iter_rows()
+        ], dtype=bool)
+        parts = [self._served(queries.filter(pl.Series(exact)), users, items)]
+        if not exact.all():
+            parts.append(self._batch(queries.filter(pl.Series(~exact))))
+        return pl.concat(parts, how="diagonal_relaxed").sort("_query").drop("_query")
+
+    def _batch(self, queries: pl.DataFrame) -> pl.DataFrame:
+        rows = self.store.events_of(users=queries[USER], items=queries[ITEM])
+        predicted = self.forecaster.predict(_frame(rows), queries)
+        return predicted.with_columns(queries["_query"])
+
+    @torch.no_grad()
+    def _served(self, queries: pl.DataFrame, users: dict, items: dict) -> pl.DataFrame:
+        if queries.is_empty():
+            return queries
+        model, net = self.model, self.model.net_
+        u = [users[name] for name in queries[USER]]
+        it = [items[name] for name in queries[ITEM]]
+        h = torch.stack([self._start(s)[0] for s in u])
+        feats = torch.tensor([
+            [s.resid_sum, s.n, i.resid_sum, i.n, sum(r[2] for r in i.recent), len(i.recent)]
+            for s, i in zip(u, it, strict=True)
+        ], dtype=torch.float32)
+        gap = torch.tensor([
+            np.log1p(max(ts - s.last_ts, 0) / DAY) if s.n else 0.0
+            for s, ts in zip(u, queries[TS], strict=True)
+        ], dtype=torch.float32)
+        index = torch.as_tensor(model.items_.encode(queries[ITEM]))
+        emb, bias = net.item_representation(index, torch.as_tensor(model.side_.rows(queries[ITEM])))
+        mean, probs = net.head(h, emb, bias, feats, gap)
+        scale = self.forecaster.scale
+        known_user = model.users_.encode(queries[USER]) != COLD
+        cold = (index.numpy() == COLD) | (~known_user & np.array([s.n == 0 for s in u]))
+        out = queries.with_columns(
+            pl.Series("prediction", np.clip(mean.double().numpy(), scale.low, scale.high)),
+            pl.Series("cold", cold),
+        )
+        if probs is not None:
+            out = out.with_columns(
+                pl.Series(f"p{k + 1}", probs[:, k].double().numpy()) for k in range(probs.shape[1])
+            )
+        return out
+
+
+def _at_or_after(state: UserState | ItemState, ts: int) -> bool:
+    return state.last_ts is None or ts >= state.last_ts
+
+
+def _frame(rows: list[tuple]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row")
+
+
+@torch.no_grad()
+def _run_to_end(net, seqs, batch_size: int = 256) -> tuple[list, list]:
+    """The LSTM's (h, c) after the last position of every sequence, in sequence order."""
+    h_out, c_out = [None] * len(seqs), [None] * len(seqs)
+    order = np.argsort(seqs.lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        ids = order[start : start + batch_size]
+        batch = seqs.pad(ids, torch.device("cpu"))
+        emb, _ = net.item_representation(batch["item"], batch["side"])
+        steps = net.step_inputs(emb, batch["rating"], batch["gap"])
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            steps, torch.as_tensor(seqs.lengths[ids]), batch_first=True, enforce_sorted=False
+        )
+        b = len(ids)
+        _, (h, c) = net.lstm(packed, (net.h0.expand(1, b, -1).contiguous(),
+                                      net.c0.expand(1, b, -1).contiguous()))
+        for row, sid in enumerate(ids):
+            h_out[sid], c_out[sid] = h[0, row].numpy().copy(), c[0, row].numpy().copy()
+    return h_out, c_out

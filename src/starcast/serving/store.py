@@ -1,0 +1,166 @@
+"""The embedded state store: SQLite in WAL mode, standard library only.
+
+It holds every event received and, per user and per item, what predicting needs without
+replaying history: counts, residual sums, the last event, the user's recurrent state (h, c) and
+the item's latest residuals. A request's changes are one transaction: committed before the
+answer, so an acknowledged event survives a killed process.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT UNIQUE, user TEXT NOT NULL,
+    item TEXT NOT NULL, rating REAL NOT NULL, ts INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user, item);
+CREATE INDEX IF NOT EXISTS events_by_item ON events (item);
+CREATE TABLE IF NOT EXISTS users (
+    user TEXT PRIMARY KEY, n INTEGER NOT NULL, last_ts INTEGER, last_item TEXT,
+    resid_sum REAL NOT NULL, h BLOB, c BLOB);
+CREATE TABLE IF NOT EXISTS items (
+    item TEXT PRIMARY KEY, n INTEGER NOT NULL, last_ts INTEGER, resid_sum REAL NOT NULL,
+    recent TEXT NOT NULL);
+"""
+
+
+@dataclass
+class UserState:
+    n: int = 0
+    last_ts: int | None = None
+    last_item: str | None = None
+    resid_sum: float = 0.0
+    h: np.ndarray | None = None  # float32 [hidden]; None: the model's learned start state
+    c: np.ndarray | None = None
+
+
+@dataclass
+class ItemState:
+    n: int = 0
+    last_ts: int | None = None
+    resid_sum: float = 0.0
+    recent: list[tuple[int, int, float]] = field(default_factory=list)  # (ts, seq, residual)
+
+
+class Store:
+    """One SQLite file; a lock serialises writers (SQLite allows one at a time anyway)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock = threading.Lock()
+        self._local = threading.local()
+        with self.lock:
+            self.db.executescript(SCHEMA)  # (executescript commits on its own)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (SQLite connections are not shared across threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against a killed process
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction under the lock: all of it is committed, or none."""
+        with self.lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def users(self, names: Iterable[str]) -> dict[str, UserState]:
+        names = list(dict.fromkeys(names))
+        rows = self._select("users", "user", names, "n, last_ts, last_item, resid_sum, h, c")
+        return {name: _user(rows.get(name)) for name in names}
+
+    def items(self, names: Iterable[str]) -> dict[str, ItemState]:
+        names = list(dict.fromkeys(names))
+        rows = self._select("items", "item", names, "n, last_ts, resid_sum, recent")
+        out = {}
+        for name in names:
+            row = rows.get(name)
+            out[name] = ItemState() if row is None else ItemState(
+                row[0], row[1], row[2], [tuple(r) for r in json.loads(row[3])]
+            )
+        return out
+
+    def pairs_seen(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (user, item) pairs already have an event."""
+        pairs = set(pairs)
+        seen = set()
+        for user in {u for u, _ in pairs}:
+            items = self.db.execute("SELECT item FROM events WHERE user = ?", (user,)).fetchall()
+            seen |= {(user, i) for (i,) in items if (user, i) in pairs}
+        return seen
+
+    def events_of(self, users: Iterable[str] = (), items: Iterable[str] = ()) -> list[tuple]:
+        """(user, item, rating, ts) of every stored event of these users or items."""
+        out = []
+        for column, names in (("user", set(users)), ("item", set(items))):
+            for name in names:
+                out += self.db.execute(
+                    f"SELECT seq, user, item, rating, ts FROM events WHERE {column} = ?", (name,)
+                ).fetchall()
+        unique = {row[0]: row[1:] for row in out}
+        return [unique[k] for k in sorted(unique)]
+
+    def _select(self, table: str, key: str, names: list[str], columns: str) -> dict[str, tuple]:
+        rows = {}
+        for start in range(0, len(names), 500):  # SQLite caps bound parameters
+            chunk = names[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT {key}, {columns} FROM {table} WHERE {key} IN ({marks})"
+            rows |= {r[0]: r[1:] for r in self.db.execute(query, chunk)}
+        return rows
+
+
+def write_user(db: sqlite3.Connection, name: str, state: UserState) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (name, state.n, state.last_ts, state.last_item, state.resid_sum,
+         _blob(state.h), _blob(state.c)),
+    )
+
+
+def write_item(db: sqlite3.Connection, name: str, state: ItemState) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
+        (name, state.n, state.last_ts, state.resid_sum, json.dumps(state.recent)),
+    )
+
+
+def _user(row: tuple | None) -> UserState:
+    if row is None:
+        return UserState()
+    n, last_ts, last_item, resid_sum, h, c = row
+    return UserState(n, last_ts, last_item, resid_sum, _array(h), _array(c))
+
+
+def _blob(values: np.ndarray | None) -> bytes | None:
+    return None if values is None else np.asarray(values, dtype=np.float32).tobytes()
+
+
+def _array(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
