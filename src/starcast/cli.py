@@ -284,6 +284,54 @@ def benchmark(
     out.print(f"tables -> {paths['markdown']}, {paths['json']}; plot -> {paths['plot']}")
 
 
+state_app = typer.Typer(no_args_is_help=True, help="The service's state store.")
+app.add_typer(state_app, name="state")
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option(help="Model directory from `starcast train`.")],
+    state: Annotated[Path, typer.Option(help="SQLite state file (created when missing).")],
+    history: Annotated[
+        Path | None, typer.Option(help="Events to compute the states from (new state file).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    token: Annotated[
+        str | None, typer.Option(envvar="STARCAST_TOKEN", help="Bearer token for writes.")
+    ] = None,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Serve predictions over HTTP, keeping every customer's state current (docs at /docs)."""
+    import uvicorn
+
+    from starcast.serving.app import app_from_files
+
+    events = _read_plain(history, fmt, strict) if history else None
+    service = app_from_files(model, state, events, token)
+    uvicorn.run(service, host=host, port=port, log_level="warning")
+
+
+@state_app.command("init")
+def state_init(
+    model: Annotated[Path, typer.Option(help="Model directory from `starcast train`.")],
+    history: Annotated[Path, typer.Option(help="Events to compute the states from.")],
+    state: Annotated[Path, typer.Option(help="New SQLite state file.")],
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Compute every user's and item's state from a history file, in batch."""
+    from starcast.forecaster import Forecaster
+    from starcast.serving.online import OnlineForecaster
+    from starcast.serving.store import Store
+
+    events = _read_plain(history, fmt, strict)
+    with console.status("computing states"):
+        n = OnlineForecaster(Forecaster.load(model), Store(state)).initialise(events)
+    out.print(f"{n:,} events -> {state}")
+
+
 def _split(data: Path, protocol: str, fmt: str | None, strict: bool):
     from starcast.data.splits import split_events
 

@@ -70,7 +70,7 @@ class LSTMModel(RatingModel):
             self.users_ = Vocabulary.build(pl.concat([train[USER], valid[USER]]))
             refit_log = self._train(pl.concat([train, valid]), None, self.log_.best_epoch, device)
             self.log_.refit_epochs = refit_log.epochs
-        self.net_.cpu()
+        self.net_.cpu().eval()  # fitted: predictions never use dropout
 
     def _train(
         self, train: pl.DataFrame, valid: pl.DataFrame | None, epochs: int, device: torch.device
@@ -148,6 +148,7 @@ class LSTMModel(RatingModel):
         self.item_bias_, self.token_bias_ = self.b_item_, np.zeros(self.side_.n_tokens)
         self.net_ = self._network()
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net_.eval()
         log = meta["training_log"]
         self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"])
 

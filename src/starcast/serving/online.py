@@ -51,6 +51,7 @@ class OnlineForecaster:
         self.recurrent = isinstance(model, LSTMModel) and model.config.item_window == 0
         self.model = model
         if self.recurrent:  # per-event lookups without a DataFrame round trip
+            model.net_.eval()
             self._index = {name: k + 1 for k, name in enumerate(model.items_.ids)}
             self._side = {name: k + 1 for k, name in enumerate(model.side_.items.ids)}
 

@@ -1,0 +1,155 @@
+"""The HTTP layer: FastAPI over OnlineForecaster, nothing the library cannot do itself."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from starcast.forecaster import WEIGHTS, Forecaster
+from starcast.serving.metrics import Metrics
+from starcast.serving.online import Event, EventRejected, OnlineForecaster
+from starcast.serving.store import Store
+
+MAX_QUERIES = 10_000
+MAX_EVENTS = 10_000
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Query(_Strict):
+    user: str = Field(min_length=1)
+    item: str = Field(min_length=1)
+    ts: int | None = None  # default: now
+
+
+class PredictRequest(_Strict):
+    queries: list[Query]
+
+
+class EventIn(_Strict):
+    user: str = Field(min_length=1)
+    item: str = Field(min_length=1)
+    rating: float
+    ts: int
+    event_id: str | None = Field(default=None, min_length=1)
+
+
+class EventsRequest(_Strict):
+    events: list[EventIn]
+
+
+def create_app(
+    online: OnlineForecaster, token: str | None = None, model_version: str = "unknown"
+) -> FastAPI:
+    app = FastAPI(title="starcast", version="1", summary="Star ratings from review histories")
+    metrics = Metrics(model_version)
+    scale = online.forecaster.scale
+
+    def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
+        if token is not None and not secrets.compare_digest(
+            authorization or "", f"Bearer {token}"
+        ):
+            raise HTTPException(401, "write endpoints need 'Authorization: Bearer <token>'")
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_BODY_BYTES:
+            response = JSONResponse({"detail": f"body of {size} bytes is over the limit of "
+                                     f"{MAX_BODY_BYTES}"}, status_code=413)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        metrics.observe(request.method, path, response.status_code,
+                        time.perf_counter() - started)
+        return response
+
+    @app.post("/v1/predict")
+    def predict(body: PredictRequest) -> dict:
+        """Per query: prediction, cold, and probabilities when the model's head gives them."""
+        _bounded(len(body.queries), MAX_QUERIES, "queries")
+        now = int(time.time())
+        frame = pl.DataFrame(
+            [(q.user, q.item, q.ts if q.ts is not None else now) for q in body.queries],
+            schema={"user": pl.Utf8, "item": pl.Utf8, "ts": pl.Int64}, orient="row",
+        )
+        return {"predictions": _answers(online.predict(frame))}
+
+    @app.post("/v1/events", dependencies=[Depends(authorised)])
+    def events(body: EventsRequest) -> dict:
+        """Store the events and advance their users' and items' states, in one transaction."""
+        _bounded(len(body.events), MAX_EVENTS, "events")
+        for k, e in enumerate(body.events):
+            if not scale.contains(e.rating):
+                raise HTTPException(422, [{"loc": ["body", "events", k, "rating"],
+                                           "msg": f"rating {e.rating} is outside "
+                                                  f"[{scale.low}, {scale.high}]"}])
+        try:
+            applied = online.apply([Event(**e.model_dump()) for e in body.events])
+        except EventRejected as err:
+            raise HTTPException(409, {"index": err.index, "reason": err.reason}) from None
+        metrics.add_events(applied["applied"])
+        return applied
+
+    @app.get("/v1/users/{user}")
+    def user(user: str) -> dict:
+        return online.user(user)
+
+    @app.post("/v1/users/{user}/rebuild", dependencies=[Depends(authorised)])
+    def rebuild(user: str) -> dict:
+        """Replay the user's stored events in time order (after a backfill, say)."""
+        return online.rebuild(user)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "model": online.forecaster.config.model}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> str:
+        return metrics.render()
+
+    return app
+
+
+def _bounded(count: int, limit: int, field: str) -> None:
+    if count > limit:
+        raise HTTPException(413, f"{count} {field} in one request; at most {limit}")
+
+
+def _answers(predictions: pl.DataFrame) -> list[dict]:
+    probs = [c for c in predictions.columns if c.startswith("p") and c[1:].isdigit()]
+    out = []
+    for row in predictions.iter_rows(named=True):
+        answer = {"user": row["user"], "item": row["item"], "ts": row["ts"],
+                  "prediction": row["prediction"], "cold": row["cold"]}
+        if probs:
+            answer["probabilities"] = [row[c] for c in probs]
+        out.append(answer)
+    return out
+
+
+def app_from_files(
+    model_dir: str | Path, state: str | Path, history: pl.DataFrame | None = None,
+    token: str | None = None,
+) -> FastAPI:
+    """Load the model, open (or create) the state store, compute states from `history`."""
+    forecaster = Forecaster.load(model_dir)
+    online = OnlineForecaster(forecaster, Store(state))
+    if history is not None:
+        online.initialise(history)
+    weights = (Path(model_dir) / WEIGHTS).read_bytes()
+    version = f"{forecaster.config.model}-{hashlib.sha256(weights).hexdigest()[:12]}"
+    return create_app(online, token, version)

@@ -1,0 +1,118 @@
+"""The service through its real app on a real SQLite file."""
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from starcast import Forecaster
+from starcast.data.splits import split_events
+from starcast.data.synth import SynthConfig, generate
+from starcast.serving.app import create_app
+from starcast.serving.online import OnlineForecaster
+from starcast.serving.store import Store
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A trained lstm (no valid: every epoch runs, so the recurrent state matters)."""
+    data = generate(SynthConfig(users=120, items=50, events=3_000, seed=7))
+    split = split_events(data.events, "time")
+    known = pl.concat([split.train, split.valid])
+    model = Forecaster("lstm", seed=0, epochs=2).fit(known, None, data.items)
+    assert model.model_.log_.best_epoch == 2
+    return model, known, split.test
+
+
+def client(model, path, token=None):
+    return TestClient(create_app(OnlineForecaster(model, Store(path)), token, "test"))
+
+
+def as_events(frame):
+    return [dict(zip(("user", "item", "rating", "ts"), row, strict=True))
+            for row in frame.select("user", "item", "rating", "ts").iter_rows()]
+
+
+def later_queries(history, test):
+    ts = int(history["ts"].max()) + 3600
+    return test.select("user", "item").with_columns(pl.lit(ts).alias("ts")).unique(
+        ["user", "item"], maintain_order=True
+    ).head(200)
+
+
+def test_posted_history_predicts_as_batch_predict(trained, tmp_path) -> None:
+    model, history, test = trained
+    api = client(model, tmp_path / "s.db")
+    ordered = history.sort(["ts", "user", "item"])
+    for start in range(0, ordered.height, 500):
+        reply = api.post("/v1/events", json={"events": as_events(ordered[start : start + 500])})
+        assert reply.status_code == 200, reply.text
+    queries = later_queries(history, test)
+    served = api.post("/v1/predict", json={"queries": queries.to_dicts()}).json()["predictions"]
+    batch = model.predict(history, queries)
+    got = np.array([p["prediction"] for p in served])
+    assert np.abs(got - batch["prediction"].to_numpy()).max() < 1e-5
+    assert [p["cold"] for p in served] == batch["cold"].to_list()
+
+
+def test_state_init_from_history_predicts_as_batch_predict(trained, tmp_path) -> None:
+    model, history, test = trained
+    online = OnlineForecaster(model, Store(tmp_path / "s.db"))
+    assert online.initialise(history) == history.height
+    queries = later_queries(history, test)
+    served = online.predict(queries)["prediction"].to_numpy()
+    assert np.abs(served - model.predict(history, queries)["prediction"].to_numpy()).max() < 1e-5
+
+
+def test_retries_are_idempotent_and_reused_ids_refused(trained, tmp_path) -> None:
+    model, _, _ = trained
+    api = client(model, tmp_path / "s.db")
+    event = {"user": "u1", "item": "i1", "rating": 4.0, "ts": 100, "event_id": "e-1"}
+    assert api.post("/v1/events", json={"events": [event]}).json() == {"applied": 1,
+                                                                       "duplicates": 0}
+    assert api.post("/v1/events", json={"events": [event]}).json() == {"applied": 0,
+                                                                       "duplicates": 1}
+    assert api.get("/v1/users/u1").json()["events"] == 1
+    clash = event | {"rating": 1.0}
+    assert api.post("/v1/events", json={"events": [clash]}).status_code == 409
+
+
+def test_an_older_event_is_refused_whole_and_rebuild_replays(trained, tmp_path) -> None:
+    model, _, _ = trained
+    api = client(model, tmp_path / "s.db")
+    first = [{"user": "u", "item": "a", "rating": 5.0, "ts": 200}]
+    assert api.post("/v1/events", json={"events": first}).status_code == 200
+    late = [{"user": "v", "item": "a", "rating": 3.0, "ts": 300},
+            {"user": "u", "item": "b", "rating": 2.0, "ts": 100}]
+    reply = api.post("/v1/events", json={"events": late})
+    assert reply.status_code == 409 and reply.json()["detail"]["index"] == 1
+    assert api.get("/v1/users/v").json()["events"] == 0  # nothing of the request stored
+    before = api.post("/v1/predict", json={"queries": [{"user": "u", "item": "c", "ts": 500}]})
+    assert api.post("/v1/users/u/rebuild").json()["events"] == 1
+    after = api.post("/v1/predict", json={"queries": [{"user": "u", "item": "c", "ts": 500}]})
+    assert before.json() == after.json()
+
+
+def test_write_endpoints_need_the_token_when_one_is_set(trained, tmp_path) -> None:
+    model, _, _ = trained
+    api = client(model, tmp_path / "s.db", token="sesame")
+    body = {"events": [{"user": "u", "item": "a", "rating": 5.0, "ts": 1}]}
+    assert api.post("/v1/events", json=body).status_code == 401
+    assert api.post("/v1/events", json=body,
+                    headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = api.post("/v1/events", json=body, headers={"Authorization": "Bearer sesame"})
+    assert ok.status_code == 200
+    assert api.post("/v1/users/u/rebuild").status_code == 401
+    assert api.post("/v1/predict", json={"queries": [{"user": "u", "item": "a"}]}).status_code == 200
+
+
+def test_health_metrics_and_docs(trained, tmp_path) -> None:
+    model, _, _ = trained
+    api = client(model, tmp_path / "s.db")
+    assert api.get("/healthz").json()["status"] == "ok"
+    api.post("/v1/events", json={"events": [{"user": "u", "item": "a", "rating": 5.0, "ts": 1}]})
+    text = api.get("/metrics").text
+    assert "starcast_events_applied_total 1" in text
+    assert 'starcast_requests_total{method="POST",path="/v1/events",status="200"} 1' in text
+    assert "starcast_request_seconds_bucket" in text and 'version="test"' in text
+    assert api.get("/docs").status_code == 200
