@@ -131,3 +131,17 @@ def test_evaluate_and_benchmark_on_a_raw_file(tmp_path, data_dir):
     assert rows[1]["rmse"] < rows[0]["rmse"]
     assert (tmp_path / "b" / "comparison.png").is_file()
     assert "| bias |" in (tmp_path / "b" / "benchmark.md").read_text()
+
+
+def test_state_init_computes_states_from_a_history_file(tmp_path):
+    import sqlite3
+
+    data = tmp_path / "events.parquet"
+    invoke("data", "synth", "--users", 80, "--items", 30, "--events", 1200, "--out", data)
+    invoke("train", "--data", data, "--split", "time", "--out", tmp_path / "m", "--epochs", 1)
+    result = invoke("state", "init", "--model", tmp_path / "m", "--history", data,
+                    "--state", tmp_path / "s.db")
+    assert "events ->" in result.stdout
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1200
+        assert db.execute("SELECT COUNT(*) FROM users WHERE h IS NOT NULL").fetchone()[0] == 80

@@ -103,7 +103,8 @@ def test_write_endpoints_need_the_token_when_one_is_set(trained, tmp_path) -> No
     ok = api.post("/v1/events", json=body, headers={"Authorization": "Bearer sesame"})
     assert ok.status_code == 200
     assert api.post("/v1/users/u/rebuild").status_code == 401
-    assert api.post("/v1/predict", json={"queries": [{"user": "u", "item": "a"}]}).status_code == 200
+    free = api.post("/v1/predict", json={"queries": [{"user": "u", "item": "a"}]})
+    assert free.status_code == 200
 
 
 def test_health_metrics_and_docs(trained, tmp_path) -> None:
@@ -116,3 +117,36 @@ def test_health_metrics_and_docs(trained, tmp_path) -> None:
     assert 'starcast_requests_total{method="POST",path="/v1/events",status="200"} 1' in text
     assert "starcast_request_seconds_bucket" in text and 'version="test"' in text
     assert api.get("/docs").status_code == 200
+
+
+def test_concurrent_clients_for_different_users_do_not_mix(trained, tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, history, test = trained
+    api = client(model, tmp_path / "s.db")
+    ordered = history.sort(["ts", "user", "item"])
+    users = ordered["user"].unique().sort().to_list()
+    groups = [ordered.filter(pl.col("user").is_in(users[k::4])) for k in range(4)]
+
+    def post(group):  # each client posts its own users' events, in order, in small batches
+        return [api.post("/v1/events", json={"events": as_events(group[s : s + 20])}).status_code
+                for s in range(0, group.height, 20)]
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = [code for codes in pool.map(post, groups) for code in codes]
+    assert set(statuses) == {200}
+    queries = later_queries(history, test)
+    served = api.post("/v1/predict", json={"queries": queries.to_dicts()}).json()["predictions"]
+    got = np.array([p["prediction"] for p in served])
+    assert np.abs(got - model.predict(history, queries)["prediction"].to_numpy()).max() < 1e-5
+
+
+def test_oversized_requests_get_413(trained, tmp_path) -> None:
+    model, _, _ = trained
+    api = client(model, tmp_path / "s.db")
+    many = [{"user": "u", "item": "a"}] * 10_001
+    assert api.post("/v1/predict", json={"queries": many}).status_code == 413
+    huge = {"events": [{"user": "u" * 1000, "item": "a", "rating": 5.0, "ts": 1}] * 5000}
+    reply = api.post("/v1/events", json=huge)
+    assert reply.status_code == 413 and "limit" in reply.text
+    assert api.get("/v1/users/u").json()["events"] == 0

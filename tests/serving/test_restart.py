@@ -1,0 +1,95 @@
+"""A real server process, killed with SIGKILL mid-stream, restarted on the same state file."""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import polars as pl
+import pytest
+
+from starcast import Forecaster
+from starcast.data.synth import SynthConfig, generate
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(model, state, port):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "starcast", "serve", "--model", str(model), "--state", str(state),
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if process.poll() is not None:
+            raise RuntimeError(process.stderr.read().decode())
+    process.kill()
+    raise RuntimeError("server did not come up in 30 s")
+
+
+def events_json(frame):
+    return [dict(zip(("user", "item", "rating", "ts"), r, strict=True))
+            for r in frame.select("user", "item", "rating", "ts").iter_rows()]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_killed_server_loses_no_acknowledged_event(tmp_path) -> None:
+    data = generate(SynthConfig(users=150, items=60, events=4_000, seed=9))
+    events = data.events.sort(["ts", "user", "item"])
+    model = Forecaster("lstm", seed=0, epochs=1).fit(events, None)
+    model.save(tmp_path / "model")
+    state, port = tmp_path / "state.db", free_port()
+    process, url = start(tmp_path / "model", state, port)
+    acknowledged = events.head(2_000)
+    for s in range(0, acknowledged.height, 200):
+        batch = events_json(acknowledged[s : s + 200])
+        reply = httpx.post(f"{url}/v1/events", json={"events": batch})
+        assert reply.status_code == 200
+    ts = int(events["ts"].max()) + 60
+    queries = [{"user": u, "item": i, "ts": ts}
+               for u, i in events.select("user", "item").tail(100).iter_rows()]
+    before = httpx.post(f"{url}/v1/predict", json={"queries": queries}).json()["predictions"]
+    in_flight = events.slice(2_000, 2_000)
+    sender = threading.Thread(target=lambda: _try_post(url, in_flight), daemon=True)
+    sender.start()
+    time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    sender.join(timeout=10)
+    process, url = start(tmp_path / "model", state, port)
+    try:
+        with sqlite3.connect(state) as db:
+            stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        assert stored in (acknowledged.height, acknowledged.height + in_flight.height)  # atomic
+        after = httpx.post(f"{url}/v1/predict", json={"queries": queries}).json()["predictions"]
+        expected = model.predict(events.head(stored), pl.DataFrame(queries))
+        got = np.array([p["prediction"] for p in after])
+        assert np.abs(got - expected["prediction"].to_numpy()).max() < 1e-5
+        if stored == acknowledged.height:
+            assert after == before
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _try_post(url, frame) -> None:
+    try:
+        httpx.post(f"{url}/v1/events", json={"events": events_json(frame)}, timeout=30)
+    except httpx.HTTPError:
+        pass  # the server died under it: that is the point
