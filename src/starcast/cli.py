@@ -304,8 +304,10 @@ def serve(
     strict: StrictOpt = False,
 ) -> None:
     """Serve predictions over HTTP, keeping every customer's state current (docs at /docs)."""
+    import torch
     import uvicorn
 
+    torch.set_num_threads(1)  # requests run in parallel threads: one core each, no oversubscription
     from starcast.serving.app import app_from_files
 
     events = _read_plain(history, fmt, strict) if history else None

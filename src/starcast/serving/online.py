@@ -54,6 +54,7 @@ class OnlineForecaster:
             model.net_.eval()
             self._index = {name: k + 1 for k, name in enumerate(model.items_.ids)}
             self._side = {name: k + 1 for k, name in enumerate(model.side_.items.ids)}
+            self._trained_users = set(model.users_.ids)
 
     # ---- events -------------------------------------------------------------------------
 
@@ -233,17 +234,28 @@ class OnlineForecaster:
         queries = queries.select(USER, ITEM, TS).with_row_index("_query")
         if not self.recurrent:
             return self._batch(queries).drop("_query")
-        users = self.store.users(queries[USER])
-        items = self.store.items(queries[ITEM])
-        seen = self.store.pairs_seen(zip(queries[USER], queries[ITEM], strict=True))
-        exact = np.array([
-            (u, i) not in seen and _at_or_after(users[u], ts) and _at_or_after(items[i], ts)
-            for u, i, ts in queries.select(USER, ITEM, TS).iter_rows()
-        ], dtype=bool)
-        parts = [self._served(queries.filter(pl.Series(exact)), users, items)]
-        if not exact.all():
-            parts.append(self._batch(queries.filter(pl.Series(~exact))))
-        return pl.concat(parts, how="diagonal_relaxed").sort("_query").drop("_query")
+        user_ids, item_ids = queries[USER].to_list(), queries[ITEM].to_list()
+        names_u, names_i = list(dict.fromkeys(user_ids)), list(dict.fromkeys(item_ids))
+        users, items = self.store.users(names_u), self.store.items(names_i)
+        pos_u = {n: k for k, n in enumerate(names_u)}
+        pos_i = {n: k for k, n in enumerate(names_i)}
+        at = queries.with_columns(
+            pl.Series("_u", [pos_u[n] for n in user_ids], dtype=pl.Int64),
+            pl.Series("_i", [pos_i[n] for n in item_ids], dtype=pl.Int64),
+        )
+        u_last = np.array([_last(users[n]) for n in names_u])[at["_u"].to_numpy()]
+        i_last = np.array([_last(items[n]) for n in names_i])[at["_i"].to_numpy()]
+        seen = self.store.pairs_seen(zip(user_ids, item_ids, strict=True))
+        ts = at[TS].to_numpy()
+        exact = (ts >= u_last) & (ts >= i_last) & ~np.array(
+            [pair in seen for pair in zip(user_ids, item_ids, strict=True)], dtype=bool
+        )
+        if exact.all():
+            return self._served(at, users, names_u, items, names_i).drop("_query", "_u", "_i")
+        parts = [self._served(at.filter(pl.Series(exact)), users, names_u, items, names_i),
+                 self._batch(queries.filter(pl.Series(~exact)))]
+        return pl.concat(parts, how="diagonal_relaxed").sort("_query").drop("_query", "_u", "_i",
+                                                                           strict=False)
 
     def _batch(self, queries: pl.DataFrame) -> pl.DataFrame:
         rows = self.store.events_of(users=queries[USER], items=queries[ITEM])
@@ -251,28 +263,33 @@ class OnlineForecaster:
         return predicted.with_columns(queries["_query"])
 
     @torch.no_grad()
-    def _served(self, queries: pl.DataFrame, users: dict, items: dict) -> pl.DataFrame:
-        if queries.is_empty():
-            return queries
-        model, net = self.model, self.model.net_
-        u = [users[name] for name in queries[USER]]
-        it = [items[name] for name in queries[ITEM]]
-        h = torch.stack([self._start(s)[0] for s in u])
-        feats = torch.tensor([
-            [s.resid_sum, s.n, i.resid_sum, i.n, sum(r[2] for r in i.recent), len(i.recent)]
-            for s, i in zip(u, it, strict=True)
-        ], dtype=torch.float32)
-        gap = torch.tensor([
-            np.log1p(max(ts - s.last_ts, 0) / DAY) if s.n else 0.0
-            for s, ts in zip(u, queries[TS], strict=True)
-        ], dtype=torch.float32)
-        index = torch.as_tensor(model.items_.encode(queries[ITEM]))
-        emb, bias = net.item_representation(index, torch.as_tensor(model.side_.rows(queries[ITEM])))
-        mean, probs = net.head(h, emb, bias, feats, gap)
+    def _served(self, at: pl.DataFrame, users: dict, names_u: list, items: dict,
+                names_i: list) -> pl.DataFrame:
+        """The head over stored states: per unique user and item once, then per query."""
+        if at.is_empty():
+            return at
+        net = self.model.net_
+        u_states = [users[n] for n in names_u]
+        i_states = [items[n] for n in names_i]
+        h = torch.stack([self._start(s)[0] for s in u_states])
+        per_user = np.array([[s.resid_sum, s.n, s.last_ts or 0] for s in u_states], dtype=float)
+        per_item = np.array([[s.resid_sum, s.n, sum(r[2] for r in s.recent), len(s.recent)]
+                             for s in i_states], dtype=float)
+        u, i = at["_u"].to_numpy(), at["_i"].to_numpy()
+        item_ids = at[ITEM].to_list()
+        feats = torch.as_tensor(np.column_stack([per_user[u, :2], per_item[i]]),
+                                dtype=torch.float32)
+        since = np.maximum(at[TS].to_numpy() - per_user[u, 2], 0) / DAY
+        gap = torch.as_tensor(np.where(per_user[u, 1] > 0, np.log1p(since), 0.0),
+                              dtype=torch.float32)
+        index = torch.tensor([self._index.get(n, COLD) for n in item_ids])
+        side = torch.tensor([self._side.get(n, 0) for n in item_ids])
+        emb, bias = net.item_representation(index, side)
+        mean, probs = net.head(h[torch.tensor(u)], emb, bias, feats, gap)
         scale = self.forecaster.scale
-        known_user = model.users_.encode(queries[USER]) != COLD
-        cold = (index.numpy() == COLD) | (~known_user & np.array([s.n == 0 for s in u]))
-        out = queries.with_columns(
+        unknown_user = np.array([n not in self._trained_users for n in at[USER].to_list()])
+        cold = (index.numpy() == COLD) | (unknown_user & (per_user[u, 1] == 0))
+        out = at.with_columns(
             pl.Series("prediction", np.clip(mean.double().numpy(), scale.low, scale.high)),
             pl.Series("cold", cold),
         )
@@ -283,8 +300,8 @@ class OnlineForecaster:
         return out
 
 
-def _at_or_after(state: UserState | ItemState, ts: int) -> bool:
-    return state.last_ts is None or ts >= state.last_ts
+def _last(state: UserState | ItemState) -> int:
+    return -(2**62) if state.last_ts is None else state.last_ts
 
 
 def _frame(rows: list[tuple]) -> pl.DataFrame:

@@ -107,13 +107,9 @@ class Store:
         return out
 
     def pairs_seen(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (user, item) pairs already have an event."""
-        pairs = set(pairs)
-        seen = set()
-        for user in {u for u, _ in pairs}:
-            items = self.db.execute("SELECT item FROM events WHERE user = ?", (user,)).fetchall()
-            seen |= {(user, i) for (i,) in items if (user, i) in pairs}
-        return seen
+        """Which of these (user, item) pairs already have an event (one index probe each)."""
+        probe = "SELECT 1 FROM events WHERE user = ? AND item = ? LIMIT 1"
+        return {pair for pair in set(pairs) if self.db.execute(probe, pair).fetchone()}
 
     def events_of(self, users: Iterable[str] = (), items: Iterable[str] = ()) -> list[tuple]:
         """(user, item, rating, ts) of every stored event of these users or items."""
