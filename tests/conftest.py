@@ -2,6 +2,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# the same examples on every run: a red CI run reproduces, a green one stays green
+settings.register_profile("starcast", derandomize=True, deadline=None)
+settings.load_profile("starcast")
 
 REPO = Path(__file__).resolve().parents[1]
 
