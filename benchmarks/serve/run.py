@@ -26,7 +26,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import polars as pl
 
 from starcast import Forecaster, SynthConfig, generate
 
@@ -67,10 +66,11 @@ def _measure(url: str, data, args) -> list[dict]:
             "predict x1": lambda w, r: ("/v1/predict", {"queries": _queries(users, items, r, 1)}),
             "predict x100": lambda w, r: ("/v1/predict",
                                           {"queries": _queries(users, items, r, 100)}),
-            "events x1": lambda w, r: ("/v1/events", {"events": _events(own[w], items, r, 1,
-                                                                        clock)}),
-            "events x100": lambda w, r: ("/v1/events", {"events": _events(own[w], items, r, 100,
-                                                                          clock)}),
+            "events x1": lambda w, r, own=own: ("/v1/events",
+                                                {"events": _events(own[w], items, r, 1, clock)}),
+            "events x100": lambda w, r, own=own: ("/v1/events",
+                                                  {"events": _events(own[w], items, r, 100,
+                                                                     clock)}),
         }
         for kind, body in kinds.items():
             row = _load(url, body, concurrency, args.requests)
