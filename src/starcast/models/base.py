@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from starcast.config import TrainConfig
 from starcast.data.schema import ITEM, QUERY_COLUMNS, USER, RatingScale, empty_events
 from starcast.errors import NotFittedError
 from starcast.features.history import visible_sums
@@ -118,3 +119,21 @@ class RatingModel(ABC):
     @abstractmethod
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
 
+
+class TrainedModel(RatingModel):
+    """A model with settings of its own (`config`, which has `epochs`; `config_type()` when not
+    given) and of the training run (`train`: seed, device, threads, an epoch override)."""
+
+    config_type: ClassVar[type]
+
+    def __init__(
+        self, config: Any = None, train: TrainConfig = TrainConfig(),
+        scale: RatingScale = RatingScale(),
+    ) -> None:
+        super().__init__(scale=scale)
+        self.config = config if config is not None else self.config_type()
+        self.train_config = train
+
+    @property
+    def epochs(self) -> int:
+        return self.train_config.epochs_or(self.config.epochs)

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 
 from starcast.config import BiasConfig, LSTMConfig, TrainConfig
-from starcast.data.schema import ITEM, RATING, TS, USER
+from starcast.data.schema import ITEM, RATING, TS, USER, RatingScale
 from starcast.features.item_windows import ItemWindows, item_windows
 from starcast.features.sequences import (
     FEATURES,
@@ -26,7 +26,7 @@ from starcast.features.sequences import (
 )
 from starcast.features.side import SideFeatures
 from starcast.features.vocab import Vocabulary
-from starcast.models.base import Estimate, RatingModel
+from starcast.models.base import Estimate, TrainedModel
 from starcast.models.bias import fit_biases, predictive_shrinkage
 from starcast.models.lstm_net import SequenceNet
 from starcast.training.runtime import prepare
@@ -35,19 +35,18 @@ from starcast.training.trainer import Progress, TrainLog, predict_last, train_se
 SIDE_SHRINKAGE = 5.0  # items' worth of prior pulling a side token's bias toward 0
 
 
-class LSTMModel(RatingModel):
+class LSTMModel(TrainedModel):
     name = "lstm"
+    config_type = LSTMConfig
 
     def __init__(
         self,
         config: LSTMConfig = LSTMConfig(),
         train: TrainConfig = TrainConfig(),
         progress: Progress | None = None,
-        **kwargs,
+        scale: RatingScale = RatingScale(),
     ) -> None:
-        super().__init__(**kwargs)
-        self.config = config
-        self.train_config = train
+        super().__init__(config, train, scale)
         self.progress = progress
 
     def fit(
@@ -62,7 +61,7 @@ class LSTMModel(RatingModel):
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         device, _ = prepare(self.train_config)
-        epochs = self.train_config.epochs_or(self.config.epochs)
+        epochs = self.epochs
         has_valid = valid is not None and valid.height > 0
         self.log_ = self._train(train, valid if has_valid else None, epochs, device)
         if has_valid and self.config.refit:

@@ -23,18 +23,17 @@ import polars as pl
 import torch
 from torch import nn
 
-from starcast.config import BiasConfig, MFConfig, TrainConfig
-from starcast.data.schema import ITEM, RATING, USER, RatingScale
+from starcast.config import BiasConfig, MFConfig
+from starcast.data.schema import ITEM, RATING, USER
 from starcast.features.history import visible_sums
-from starcast.models.base import Estimate, RatingModel
+from starcast.models.base import Estimate, TrainedModel
 from starcast.models.bias import fit_biases
+from starcast.training.epochs import EpochLog
 from starcast.training.runtime import prepare
 
 _INIT_STD = 0.01
 
 
-# frozen defaults, shared safely by every instance
-_CONFIG, _TRAIN, _SCALE = MFConfig(), TrainConfig(), RatingScale()
 
 class _MFNet(nn.Module):
     def __init__(self, n_users: int, n_items: int, factors: int, mu: float,
@@ -69,20 +68,9 @@ class _MFNet(nn.Module):
             self.bi.weight[items] = 0.0
 
 
-class MFModel(RatingModel):
+class MFModel(TrainedModel):
     name = "mf"
-
-    def __init__(
-        self, config: MFConfig = _CONFIG, train: TrainConfig = _TRAIN,
-        scale: RatingScale = _SCALE,
-    ) -> None:
-        super().__init__(scale=scale)
-        self.config = config
-        self.train_config = train
-
-    @property
-    def epochs(self) -> int:
-        return self.train_config.epochs_or(self.config.epochs)
+    config_type = MFConfig
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         started = time.perf_counter()
@@ -110,8 +98,8 @@ class MFModel(RatingModel):
             vi = torch.as_tensor(self.items_.encode(valid[ITEM]), device=dev)
             vr = torch.tensor(valid[RATING].to_numpy(), dtype=torch.float32, device=dev)
         optimiser = torch.optim.SparseAdam(list(net.parameters()), lr=cfg.lr)
-        self.history_: list[dict] = []
-        best, best_state, waited = np.inf, None, 0
+        log = EpochLog(cfg.patience)
+        self.history_ = log.epochs
         n = len(ratings)
         for epoch in range(1, self.epochs + 1):
             t0 = time.perf_counter()
@@ -131,25 +119,10 @@ class MFModel(RatingModel):
                 with torch.no_grad():
                     pred = net(vu, vi).clamp(self.scale.low, self.scale.high)
                     rmse = float((pred - vr).square().mean().sqrt())
-            self.history_.append({
-                "epoch": epoch, "loss": float(total) / max(n, 1), "valid_rmse": rmse,
-                "seconds": time.perf_counter() - t0,
-            })
-            if rmse is None:
-                continue
-            if rmse < best:
-                best, waited = rmse, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= cfg.patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        self.best_epoch_ = (
-            min(self.history_, key=lambda h: h["valid_rmse"])["epoch"]
-            if best_state is not None else len(self.history_)
-        )
+            if log.end_epoch(net, epoch, float(total) / max(n, 1), rmse,
+                             time.perf_counter() - t0):
+                break
+        self.best_epoch_ = log.restore_best(net)
         net.zero_rows(untouched_u, untouched_i)
         self.mu_ = float(mu)
         self.p_ = net.p.weight.detach().cpu().numpy().astype(np.float64)

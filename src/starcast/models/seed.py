@@ -25,7 +25,6 @@ model's own units (MSE of rating / scale.high); valid_rmse is in stars.
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -34,15 +33,14 @@ import polars as pl
 import torch
 from torch import nn
 
-from starcast.config import SeedConfig, TrainConfig
-from starcast.data.schema import EVENT_COLUMNS, ITEM, RATING, TS, USER, RatingScale
-from starcast.models.base import Estimate, RatingModel
+from starcast.config import SeedConfig
+from starcast.data.schema import EVENT_COLUMNS, ITEM, RATING, TS, USER
+from starcast.models.base import Estimate, TrainedModel
+from starcast.training.epochs import EpochLog
 from starcast.training.runtime import prepare, select_device
 
 _G = "_g"  # a history row's position in the (user, ts, item) order
 _Q = "_query"
-# frozen defaults, shared safely by every instance
-_CONFIG, _TRAIN, _SCALE = SeedConfig(), TrainConfig(), RatingScale()
 
 
 def training_windows(events: pl.DataFrame, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,20 +143,9 @@ class _SeedNet(nn.Module):
         return self.dense(out[:, -1]).squeeze(-1)
 
 
-class SeedModel(RatingModel):
+class SeedModel(TrainedModel):
     name = "seed"
-
-    def __init__(
-        self, config: SeedConfig = _CONFIG, train: TrainConfig = _TRAIN,
-        scale: RatingScale = _SCALE,
-    ) -> None:
-        super().__init__(scale=scale)
-        self.config = config
-        self.train_config = train
-
-    @property
-    def epochs(self) -> int:
-        return self.train_config.epochs_or(self.config.epochs)
+    config_type = SeedConfig
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         started = time.perf_counter()
@@ -177,8 +164,8 @@ class SeedModel(RatingModel):
             v_true = valid[RATING].to_numpy()
         optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-7, fused=True)
         loss_fn = nn.MSELoss()
-        self.history_: list[dict] = []
-        best, best_state, waited = np.inf, None, 0
+        log = EpochLog(cfg.patience)
+        self.history_ = log.epochs
         n = x.shape[0]
         for epoch in range(1, self.epochs + 1):
             t0 = time.perf_counter()
@@ -196,25 +183,10 @@ class SeedModel(RatingModel):
             if has_valid:
                 pred = np.clip(self._forward(vx), self.scale.low, self.scale.high)
                 rmse = float(np.sqrt(np.mean((pred - v_true) ** 2)))
-            self.history_.append({
-                "epoch": epoch, "loss": float(total) / max(n, 1), "valid_rmse": rmse,
-                "seconds": time.perf_counter() - t0,
-            })
-            if rmse is None:
-                continue
-            if rmse < best:
-                best, waited = rmse, 0
-                best_state = copy.deepcopy(net.state_dict())
-            else:
-                waited += 1
-                if waited >= cfg.patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        self.best_epoch_ = (
-            min(self.history_, key=lambda h: h["valid_rmse"])["epoch"]
-            if best_state is not None else len(self.history_)
-        )
+            if log.end_epoch(net, epoch, float(total) / max(n, 1), rmse,
+                             time.perf_counter() - t0):
+                break
+        self.best_epoch_ = log.restore_best(net)
         net.eval()
         elapsed = time.perf_counter() - started
         self.events_per_second_ = n * len(self.history_) / elapsed if elapsed > 0 else 0.0
