@@ -27,6 +27,8 @@ UserCol = Annotated[str, typer.Option("--user-col", help="CSV/Parquet user colum
 ItemCol = Annotated[str, typer.Option("--item-col", help="CSV/Parquet item column.")]
 RatingCol = Annotated[str, typer.Option("--rating-col", help="CSV/Parquet rating column.")]
 TsCol = Annotated[str, typer.Option("--ts-col", help="CSV/Parquet timestamp column.")]
+ModelDir = Annotated[Path, typer.Option("--model", help="Model directory from `starcast train`.")]
+History = Annotated[Path | None, typer.Option("--history", help="Events the predictions may use.")]
 
 
 def _read(
@@ -192,10 +194,10 @@ def train(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option(help="Model directory from `starcast train`.")],
+    model: ModelDir,
     queries: Annotated[Path, typer.Option(help="CSV/Parquet with user,item,ts.")],
     out_path: Annotated[Path, typer.Option("--out", help="Predictions CSV.")],
-    history: Annotated[Path | None, typer.Option(help="Events the predictions may use.")] = None,
+    history: History = None,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
 ) -> None:
@@ -212,12 +214,12 @@ def predict(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model directory from `starcast train`.")],
+    model: ModelDir,
     report: Annotated[Path, typer.Option(help="Directory for metrics.json, plots, report.html.")],
     queries: Annotated[
         Path | None, typer.Option(help="Events to predict, with their true ratings.")
     ] = None,
-    history: Annotated[Path | None, typer.Option(help="Events the predictions may use.")] = None,
+    history: History = None,
     data: Annotated[Path | None, typer.Option(help="Raw reviews: their test split.")] = None,
     split_protocol: Annotated[str, typer.Option("--split", help="loo | time")] = "time",
     offline: Annotated[
@@ -290,7 +292,7 @@ app.add_typer(state_app, name="state")
 
 @app.command()
 def serve(
-    model: Annotated[Path, typer.Option(help="Model directory from `starcast train`.")],
+    model: ModelDir,
     state: Annotated[Path, typer.Option(help="SQLite state file (created when missing).")],
     history: Annotated[
         Path | None, typer.Option(help="Events to compute the states from (new state file).")
@@ -317,7 +319,7 @@ def serve(
 
 @state_app.command("init")
 def state_init(
-    model: Annotated[Path, typer.Option(help="Model directory from `starcast train`.")],
+    model: ModelDir,
     history: Annotated[Path, typer.Option(help="Events to compute the states from.")],
     state: Annotated[Path, typer.Option(help="New SQLite state file.")],
     fmt: FormatOpt = None,

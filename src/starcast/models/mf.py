@@ -34,7 +34,6 @@ from starcast.training.runtime import prepare
 _INIT_STD = 0.01
 
 
-
 class _MFNet(nn.Module):
     def __init__(self, n_users: int, n_items: int, factors: int, mu: float,
                  b_user: np.ndarray, b_item: np.ndarray) -> None:
