@@ -45,10 +45,12 @@ class RatingModel(ABC):
     ) -> Self:
         """Fit on `train` (early stopping on `valid` where a model trains iteratively).
 
-        `items` holds item side features; models without a use for them ignore them.
+        `items` holds item side features (ITEM_SCHEMA); models without a use for them ignore
+        them.
         """
         self.users_ = Vocabulary.build(train[USER])
         self.items_ = Vocabulary.build(train[ITEM])
+        self._take_items(items)
         self._fit(train, valid)
         return self
 
@@ -106,6 +108,9 @@ class RatingModel(ABC):
     def _check_fitted(self) -> None:
         if not hasattr(self, "items_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
+
+    def _take_items(self, items: pl.DataFrame | None) -> None:  # noqa: B027 (optional hook)
+        """Keep what the model needs of the item features (most models need nothing)."""
 
     @abstractmethod
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None: ...

@@ -6,8 +6,6 @@ to each prediction, so users unseen in training still get their own bias.
 
 from __future__ import annotations
 
-from typing import Self
-
 import numpy as np
 import polars as pl
 import torch
@@ -49,15 +47,9 @@ class LSTMModel(TrainedModel):
         super().__init__(config, train, scale)
         self.progress = progress
 
-    def fit(
-        self,
-        train: pl.DataFrame,
-        valid: pl.DataFrame | None = None,
-        items: pl.DataFrame | None = None,
-    ) -> Self:
-        """As every model; `items` (ITEM_SCHEMA) gives items side features, new ones included."""
+    def _take_items(self, items: pl.DataFrame | None) -> None:
+        """Side features of every item in `items`, new ones included."""
         self.side_ = SideFeatures.empty() if items is None else SideFeatures.build(items)
-        return super().fit(train, valid)
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         device, _ = prepare(self.train_config)
