@@ -145,3 +145,13 @@ def test_state_init_computes_states_from_a_history_file(tmp_path):
     with sqlite3.connect(tmp_path / "s.db") as db:
         assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1200
         assert db.execute("SELECT COUNT(*) FROM users WHERE h IS NOT NULL").fetchone()[0] == 80
+
+
+def test_data_convert_writes_a_parquet_event_table(tmp_path, data_dir):
+    raw = data_dir / "amazon" / "Digital_Music_5.partial.json.gz"
+    meta = data_dir / "amazon" / "meta_Digital_Music.partial.json.gz"
+    result = invoke("data", "convert", raw, "--out", tmp_path / "t", "--items", meta,
+                    "--chunk-lines", 2000)
+    assert "6,908 events in 4 chunks" in result.stdout
+    assert pl.read_parquet(tmp_path / "t" / "events.parquet").height == 6_908
+    assert pl.read_parquet(tmp_path / "t" / "items.parquet").height == 7_419

@@ -116,6 +116,32 @@ def inspect(
     out.print_json(data=facts)
 
 
+@data_app.command("convert")
+def convert(
+    data: Annotated[Path, typer.Argument(help="Review file (any supported format), any size.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for events.parquet.")],
+    items: Annotated[Path | None, typer.Option(help="Item metadata to convert too.")] = None,
+    chunk_lines: Annotated[int, typer.Option(help="Lines parsed per chunk.")] = 200_000,
+    fmt: FormatOpt = None,
+    strict: StrictOpt = False,
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    ts_col: TsCol = "ts",
+) -> None:
+    """Stream a dump into a Parquet event table (+ items), chunk by chunk, de-duplicated."""
+    from starcast.data.convert import convert as run
+
+    with console.status(f"converting {data.name}"):
+        done = run(data, out_dir, items=items, format=fmt, strict=strict,
+                   columns=ColumnMap(user_col, item_col, rating_col, ts_col),
+                   chunk_lines=chunk_lines)
+    _render_report(done.report)
+    out.print(f"{done.report.kept:,} events in {done.chunks} chunks -> {done.events}")
+    if done.items:
+        out.print(f"items -> {done.items}")
+
+
 @data_app.command("synth")
 def synth(
     out_path: Annotated[Path, typer.Option("--out", help="Events file (.parquet or .csv).")],
