@@ -13,6 +13,7 @@ import torch
 from starcast.config import BiasConfig, LSTMConfig, TrainConfig
 from starcast.data.schema import ITEM, RATING, TS, USER, RatingScale
 from starcast.features.item_windows import ItemWindows, item_windows
+from starcast.features.prefixes import prefix_queries
 from starcast.features.sequences import (
     FEATURES,
     ITEM_INDEX,
@@ -28,7 +29,13 @@ from starcast.models.base import Estimate, TrainedModel
 from starcast.models.bias import fit_biases, predictive_shrinkage
 from starcast.models.lstm_net import SequenceNet
 from starcast.training.runtime import prepare
-from starcast.training.trainer import Progress, TrainLog, predict_last, train_sequences
+from starcast.training.trainer import (
+    Progress,
+    TrainLog,
+    predict_last,
+    predict_prefixes,
+    train_sequences,
+)
 
 SIDE_SHRINKAGE = 5.0  # items' worth of prior pulling a side token's bias toward 0
 
@@ -110,8 +117,20 @@ class LSTMModel(TrainedModel):
         self.item_bias_[1:] -= self.side_.bag_means(self.token_bias_)[rows]
 
     def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
-        seqs = self._query_sequences(history, queries)
-        mean, probs = predict_last(self.net_, seqs, torch.device("cpu"))
+        if self.config.item_window > 0:  # per-query item windows: every query its own sequence
+            seqs = self._query_sequences(history, queries)
+            return Estimate(*predict_last(self.net_, seqs, torch.device("cpu")))
+        history, queries = self._with_index(history), self._with_index(queries)
+        prefixes = prefix_queries(history, queries)
+        mean, probs = predict_prefixes(self.net_, prefixes, self._features(history, queries),
+                                       torch.device("cpu"))
+        own = np.flatnonzero(prefixes.own_visible)
+        if len(own):  # their own event is visible: answered from their own sequences
+            rest = queries[own]
+            seqs = query_sequences(history, rest, self._features(history, rest))
+            mean[own], rest_probs = predict_last(self.net_, seqs, torch.device("cpu"))
+            if probs is not None:
+                probs[own] = rest_probs
         return Estimate(mean, probs)
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict]:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from starcast.config import LSTMConfig
+from starcast.features.prefixes import PrefixQueries
 from starcast.features.sequences import Sequences
 
 Progress = Callable[[dict], None]
@@ -103,6 +104,50 @@ def predict_last(
             probs = np.zeros((len(seqs), p.shape[-1])) if probs is None else probs
             probs[ids] = p.double().cpu().numpy()
     return mean, probs
+
+
+@torch.no_grad()
+def predict_prefixes(
+    net: torch.nn.Module,
+    queries: PrefixQueries,
+    feats: np.ndarray,
+    device: torch.device,
+    batch_size: int = 512,
+    max_positions: int = 1 << 18,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Point prediction (and star probabilities) per query from its user's history states."""
+    net.eval()
+    seqs, n = queries.seqs, len(queries.seq)
+    before = net.h0[0, 0].detach().to(device).expand(n, -1).clone()
+    needed = np.flatnonzero(queries.pos >= 0)
+    batches = _bounded(length_batches(seqs, batch_size), seqs.lengths, max_positions)
+    batch_of, row_of = np.zeros(len(seqs), np.int64), np.zeros(len(seqs), np.int64)
+    for b, ids in enumerate(batches):
+        batch_of[ids], row_of[ids] = b, np.arange(len(ids))
+    owner = batch_of[queries.seq[needed]]
+    grouped = needed[np.argsort(owner, kind="stable")]
+    bounds = np.r_[0, np.cumsum(np.bincount(owner, minlength=len(batches)))]
+    for b, ids in enumerate(batches):
+        asking = grouped[bounds[b] : bounds[b + 1]]
+        if len(asking):
+            states = _states_along(net, seqs.pad(ids, device))
+            rows = torch.as_tensor(row_of[queries.seq[asking]], device=device)
+            before[torch.as_tensor(asking, device=device)] = states[
+                rows, torch.as_tensor(queries.pos[asking], device=device)]
+    emb, bias = net.item_representation(torch.as_tensor(queries.item, device=device),
+                                        torch.as_tensor(queries.side, device=device))
+    point, probs = net.head(before, emb, bias, torch.as_tensor(feats, device=device),
+                            torch.as_tensor(queries.gap, device=device))
+    return point.double().cpu().numpy(), None if probs is None else probs.double().cpu().numpy()
+
+
+def _states_along(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, T, H]: the LSTM state after each position of each sequence."""
+    emb, _ = net.item_representation(batch["item"], batch["side"])
+    b = batch["item"].shape[0]
+    h0, c0 = (p.expand(1, b, -1).contiguous() for p in (net.h0, net.c0))
+    states, _ = net.lstm(net.step_inputs(emb, batch["rating"], batch["gap"]), (h0, c0))
+    return states
 
 
 def _bounded(
