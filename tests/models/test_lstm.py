@@ -71,5 +71,7 @@ def test_prediction_from_history_states_equals_one_sequence_per_query() -> None:
         seqs = model._query_sequences(history, queries)
         slow = predict_last(model.net_, seqs, torch.device("cpu"))[0]
         assert np.abs(fast - slow).max() < 1e-6
+    # every test query's own event is in `everything`: mostly the last visible one, read from
+    # the state just before it; the rest (a same-second event after it) got their own sequence
     marked = prefix_queries(model._with_index(everything), model._with_index(split.test))
-    assert marked.own_visible.all()  # and those took their own sequences
+    assert 0 < (~marked.own_visible).sum() and (marked.pos >= 0).any()

@@ -5,8 +5,9 @@ history runs once; a query reads the state after its last visible event. The LST
 so that state is the one the query's own sequence would end in. Cost: the history once, plus
 the queries, not queries x history.
 
-The one case it cannot serve is a query whose own (user, item) event is visible: the visibility
-rule hides that event, and a state along the history has read it. Such queries are marked, to be
+A query whose own (user, item) event is visible must not see it. When that event is the last
+visible one (a valid event predicted with itself in the history, say), the state just before it
+is the answer. Otherwise a state along the history has read it: such queries are marked, to be
 answered from their own sequence.
 """
 
@@ -49,6 +50,11 @@ def prefix_queries(history: pl.DataFrame, queries: pl.DataFrame) -> PrefixQuerie
     q_key = (np.maximum(seq, 0) << _TS_BITS) | (queries[TS].to_numpy() - base)
     last = np.searchsorted(h_key, q_key, side="right") - 1  # last event with ts <= query ts
     start = seqs.offsets[:-1][np.maximum(seq, 0)] if len(seqs) else np.zeros_like(seq)
+    own_row, own_count = _own_visible(hist, queries)
+    # the own event last among the visible (a valid event, say): the state just before it
+    own_last = (own_count == 1) & (own_row == last)
+    last = np.where(own_last, last - 1, last)
+    own_visible = (own_count > 0) & ~own_last
     visible = (seq >= 0) & (last >= start)
     pos = np.where(visible, last - start, -1)
     h_ts = hist[TS].to_numpy()
@@ -58,17 +64,22 @@ def prefix_queries(history: pl.DataFrame, queries: pl.DataFrame) -> PrefixQuerie
         seqs, seq, pos.astype(np.int64), gap,
         queries[ITEM_INDEX].to_numpy().astype(np.int64),
         queries[SIDE_INDEX].to_numpy().astype(np.int64),
-        _own_visible(hist, queries),
+        own_visible,
     )
 
 
-def _own_visible(hist: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
+def _own_visible(hist: pl.DataFrame, queries: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: the row in `hist` of its own visible (user, item) event, and how many."""
     q = queries.select(USER, ITEM, TS).with_row_index("_q")
     hits = (
-        q.join(hist.select(USER, ITEM, pl.col(TS).alias("_ts_h")), on=[USER, ITEM])
-        .filter(pl.col("_ts_h") <= pl.col(TS))["_q"]
-        .to_numpy()
+        q.join(hist.select(USER, ITEM, pl.col(TS).alias("_ts_h")).with_row_index("_row"),
+               on=[USER, ITEM])
+        .filter(pl.col("_ts_h") <= pl.col(TS))
+        .group_by("_q")
+        .agg(pl.col("_row").max(), pl.len().alias("_n"))
     )
-    out = np.zeros(queries.height, dtype=bool)
-    out[hits] = True
-    return out
+    row = np.full(queries.height, -1, dtype=np.int64)
+    count = np.zeros(queries.height, dtype=np.int64)
+    index = hits["_q"].to_numpy()
+    row[index], count[index] = hits["_row"].to_numpy(), hits["_n"].to_numpy()
+    return row, count

@@ -6,6 +6,8 @@ to each prediction, so users unseen in training still get their own bias.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 import torch
@@ -32,6 +34,7 @@ from starcast.training.runtime import prepare
 from starcast.training.trainer import (
     Progress,
     TrainLog,
+    Validation,
     predict_last,
     predict_prefixes,
     train_sequences,
@@ -92,13 +95,14 @@ class LSTMModel(TrainedModel):
         )
         self._split_item_bias(train)
         self.net_ = self._network().to(device)
-        valid_seqs = (
-            None if valid is None else self._query_sequences(pl.concat([train, valid]), valid)
-        )
+        validation = None
+        if valid is not None:
+            predict = self._prepared(pl.concat([train, valid]), valid)
+            validation = Validation(lambda net: predict(net)[0], valid[RATING].to_numpy())
         return train_sequences(
             self.net_,
             train_seqs,
-            valid_seqs,
+            validation,
             self.config,
             epochs,
             device,
@@ -117,21 +121,36 @@ class LSTMModel(TrainedModel):
         self.item_bias_[1:] -= self.side_.bag_means(self.token_bias_)[rows]
 
     def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
+        return Estimate(*self._prepared(history, queries)(self.net_))
+
+    def _prepared(self, history: pl.DataFrame, queries: pl.DataFrame) -> Callable:
+        """Everything about the queries but the network, computed once: net -> (mean, probs).
+
+        Most queries read the state along their user's history (one LSTM pass per user);
+        those whose own event hides inside it, or with item windows, get their own sequence.
+        """
+        cpu = torch.device("cpu")
         if self.config.item_window > 0:  # per-query item windows: every query its own sequence
             seqs = self._query_sequences(history, queries)
-            return Estimate(*predict_last(self.net_, seqs, torch.device("cpu")))
+            return lambda net: predict_last(net, seqs, cpu)
         history, queries = self._with_index(history), self._with_index(queries)
         prefixes = prefix_queries(history, queries)
-        mean, probs = predict_prefixes(self.net_, prefixes, self._features(history, queries),
-                                       torch.device("cpu"))
+        feats = self._features(history, queries)
         own = np.flatnonzero(prefixes.own_visible)
-        if len(own):  # their own event is visible: answered from their own sequences
-            rest = queries[own]
-            seqs = query_sequences(history, rest, self._features(history, rest))
-            mean[own], rest_probs = predict_last(self.net_, seqs, torch.device("cpu"))
-            if probs is not None:
-                probs[own] = rest_probs
-        return Estimate(mean, probs)
+        rest = queries[own]
+        own_seqs = None
+        if len(own):
+            own_seqs = query_sequences(history, rest, self._features(history, rest))
+
+        def predict(net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray | None]:
+            mean, probs = predict_prefixes(net, prefixes, feats, cpu)
+            if own_seqs is not None:
+                mean[own], own_probs = predict_last(net, own_seqs, cpu)
+                if probs is not None:
+                    probs[own] = own_probs
+            return mean, probs
+
+        return predict
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}

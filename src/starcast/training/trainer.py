@@ -39,6 +39,14 @@ def length_batches(
     return batches
 
 
+@dataclass
+class Validation:
+    """The valid events: how to predict them with a network, and their true ratings."""
+
+    predict: Callable[[torch.nn.Module], np.ndarray]
+    target: np.ndarray
+
+
 class CarriedStates:
     """End states of the chunks a later chunk of the same customer continues from.
 
@@ -175,7 +183,7 @@ def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Op
 def train_sequences(
     net: torch.nn.Module,
     train: Sequences,
-    valid: Sequences | None,
+    valid: Validation | None,
     config: LSTMConfig,
     epochs: int,
     device: torch.device,
@@ -189,7 +197,7 @@ def train_sequences(
     log, best, best_errors, stale = TrainLog(), None, None, 0
     if valid is not None:  # epoch 0, the untrained correction, may be the best there is
         untrained = copy.deepcopy(net.state_dict())
-        best, best_errors = untrained, _squared_errors(net, valid, device, clip)
+        best, best_errors = untrained, _squared_errors(net, valid, clip)
         first_errors = best_errors
         log.epochs.append({"epoch": 0, "loss": float("nan"),
                            "valid_rmse": _rmse(best_errors), "seconds": 0.0})
@@ -213,7 +221,7 @@ def train_sequences(
             total, count, n_events = total + loss.item() * n, count + n, n_events + n
             if progress:
                 progress({"epoch": epoch, "loss": total / max(count, 1), "events": n})
-        errors = _squared_errors(net, valid, device, clip) if valid is not None else None
+        errors = _squared_errors(net, valid, clip) if valid is not None else None
         entry = {
             "epoch": epoch,
             "loss": total / max(count, 1),
@@ -251,11 +259,9 @@ def _drop_items(batch: dict, share: float, rng: np.random.Generator, device: tor
 
 
 def _squared_errors(
-    net: torch.nn.Module, seqs: Sequences, device: torch.device, clip: tuple[float, float]
+    net: torch.nn.Module, valid: Validation, clip: tuple[float, float]
 ) -> np.ndarray:
-    pred, _ = predict_last(net, seqs, device)
-    target = seqs.target[seqs.last_positions()]
-    return (np.clip(pred, *clip) - target) ** 2
+    return (np.clip(valid.predict(net), *clip) - valid.target) ** 2
 
 
 def _rmse(squared_errors: np.ndarray) -> float:
