@@ -44,10 +44,6 @@ def empty_events() -> pl.DataFrame:
     return pl.DataFrame(schema=EVENT_SCHEMA)
 
 
-def empty_items() -> pl.DataFrame:
-    return pl.DataFrame(schema=ITEM_SCHEMA)
-
-
 def dedupe_events(events: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Keep one event per (user, item): the latest by ts, on equal ts the later input row.
 

@@ -48,9 +48,6 @@ class Sequences:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    def last_positions(self) -> np.ndarray:
-        return self.offsets[1:] - 1
-
     def pad(self, ids: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         """Sequences `ids` as right-padded tensors [B, T]; `mask` marks real target positions."""
         lengths = self.lengths[ids]
