@@ -155,3 +155,21 @@ def test_data_convert_writes_a_parquet_event_table(tmp_path, data_dir):
     assert "6,908 events in 4 chunks" in result.stdout
     assert pl.read_parquet(tmp_path / "t" / "events.parquet").height == 6_908
     assert pl.read_parquet(tmp_path / "t" / "items.parquet").height == 7_419
+
+
+def test_train_takes_a_device_and_says_clearly_when_cuda_is_missing(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    import torch
+
+    raw = data_dir / "amazon" / "All_Beauty_5.json.gz"
+    invoke("train", "--data", raw, "--split", "loo", "--model", "bias", "--device", "cpu",
+           "--out", tmp_path / "m")
+    assert (tmp_path / "m" / "model.json").is_file()
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: the missing-CUDA message cannot be shown here")
+    done = subprocess.run([sys.executable, "-m", "starcast", "train", "--data", str(raw),
+                           "--split", "loo", "--model", "mf", "--device", "cuda",
+                           "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert done.returncode == 2 and "CUDA is not available" in done.stderr

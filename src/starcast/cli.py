@@ -190,6 +190,10 @@ def train(
     model: Annotated[str | None, typer.Option(help="lstm | seed | bias | mf | mean")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the training run.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the epoch count.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto | cpu | cuda (auto: CUDA when present).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads (default 1).")] = None,
     config: Annotated[Path | None, typer.Option(help="JSON or TOML run configuration.")] = None,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
@@ -211,7 +215,8 @@ def train(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as progress:
         forecaster = Forecaster(
-            model, run, seed=seed, epochs=epochs, progress=_training_progress(progress)
+            model, run, seed=seed, epochs=epochs, device=device, threads=threads,
+            progress=_training_progress(progress),
         )
         forecaster.fit(train_events, valid_events, _read_items(items, strict))
     forecaster.save(out_dir)

@@ -48,13 +48,14 @@ class Forecaster:
 
     def __init__(
         self, model: str | None = None, config: StarcastConfig | None = None, *,
-        seed: int | None = None, epochs: int | None = None,
-        scale: RatingScale = RatingScale(), progress: Progress | None = None,
+        seed: int | None = None, epochs: int | None = None, device: str | None = None,
+        threads: int | None = None, scale: RatingScale = RatingScale(),
+        progress: Progress | None = None,
     ) -> None:
         config = config or StarcastConfig()
+        overrides = {"seed": seed, "epochs": epochs, "device": device, "threads": threads}
         train = dataclasses.replace(
-            config.train,
-            **{k: v for k, v in {"seed": seed, "epochs": epochs}.items() if v is not None},
+            config.train, **{k: v for k, v in overrides.items() if v is not None}
         )
         self.config = dataclasses.replace(config, model=model or config.model, train=train)
         if self.config.model not in MODELS:

@@ -129,10 +129,9 @@ class LSTMModel(TrainedModel):
         Most queries read the state along their user's history (one LSTM pass per user);
         those whose own event hides inside it, or with item windows, get their own sequence.
         """
-        cpu = torch.device("cpu")
         if self.config.item_window > 0:  # per-query item windows: every query its own sequence
             seqs = self._query_sequences(history, queries)
-            return lambda net: predict_last(net, seqs, cpu)
+            return lambda net: predict_last(net, seqs, _device_of(net))
         history, queries = self._with_index(history), self._with_index(queries)
         prefixes = prefix_queries(history, queries)
         feats = self._features(history, queries)
@@ -143,9 +142,10 @@ class LSTMModel(TrainedModel):
             own_seqs = query_sequences(history, rest, self._features(history, rest))
 
         def predict(net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray | None]:
-            mean, probs = predict_prefixes(net, prefixes, feats, cpu)
+            device = _device_of(net)  # the CPU after fitting; the training device during it
+            mean, probs = predict_prefixes(net, prefixes, feats, device)
             if own_seqs is not None:
-                mean[own], own_probs = predict_last(net, own_seqs, cpu)
+                mean[own], own_probs = predict_last(net, own_seqs, device)
                 if probs is not None:
                     probs[own] = own_probs
             return mean, probs
@@ -235,3 +235,7 @@ class LSTMModel(TrainedModel):
         share = np.bincount(stars, minlength=self._stars()) / len(stars)
         weights = (np.maximum(share, 1e-3) / share.max()) ** -self.config.class_weight
         return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def _device_of(net: torch.nn.Module) -> torch.device:
+    return next(net.parameters()).device
