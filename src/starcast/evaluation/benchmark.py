@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from starcast.config import StarcastConfig
-from starcast.data.schema import RATING
+from starcast.data.schema import RATING, RatingScale
 from starcast.data.splits import Split
 from starcast.evaluation import peers, plots
 from starcast.evaluation.metrics import summary
@@ -29,6 +29,7 @@ def run_benchmark(
     seed: int = 0,
     with_peers: bool | None = None,
     config: StarcastConfig | None = None,
+    scale: RatingScale = RatingScale(),
 ) -> list[dict[str, Any]]:
     """Fit each model on train (valid for early stopping), predict test from `history`.
 
@@ -39,7 +40,7 @@ def run_benchmark(
     rows = []
     for name in models:
         start = time.perf_counter()
-        forecaster = Forecaster(name, config, seed=seed).fit(split.train, split.valid)
+        forecaster = Forecaster(name, config, seed=seed, scale=scale).fit(split.train, split.valid)
         fitted = time.perf_counter() - start
         start = time.perf_counter()
         pred = forecaster.predict(history, split.test)["prediction"].to_numpy()
@@ -47,8 +48,7 @@ def run_benchmark(
     if with_peers or (with_peers is None and peers.available()):
         known = pl.concat([split.train, split.valid])
         for name in peers.PEERS:
-            pred, fitted, predicted = peers.fit_predict(name, known, split.test,
-                                                        Forecaster().scale, seed)
+            pred, fitted, predicted = peers.fit_predict(name, known, split.test, scale, seed)
             rows.append(_row(name, truth, pred, fitted, predicted))
     return rows
 

@@ -7,11 +7,21 @@ leak a rating into its own prediction.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from starcast.data.schema import ITEM, TS, USER
 
 _Q = "_query"
+TS_BITS = 34  # in a group-and-time key: the group code above these bits, the ts below
+
+
+def group_time_key(group: np.ndarray, ts: np.ndarray, base: int) -> np.ndarray:
+    """One int64 per event that sorts by (group, ts): `group << TS_BITS | ts - base`.
+
+    `base` must be at most every ts, and ts - base below 2**TS_BITS (544 years of seconds).
+    """
+    return (group.astype(np.int64) << TS_BITS) | (ts.astype(np.int64) - base)
 
 
 def visible_sums(

@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 
 from starcast.data.schema import ITEM, RATING, TS, USER
+from starcast.features.history import TS_BITS, group_time_key
 
 DAY = 86_400.0
-_TS_BITS = 34  # item code above, ts offset below, in one sortable int64 key
 
 
 @dataclass
@@ -40,14 +40,14 @@ def item_windows(history: pl.DataFrame, targets: pl.DataFrame, width: int) -> It
     users = pl.concat([history[USER], targets[USER]]).cast(pl.Categorical).to_physical()
     n_h = history.height
     ts_all = np.r_[history[TS].to_numpy(), targets[TS].to_numpy()].astype(np.int64)
-    key = (codes.to_numpy().astype(np.int64) << _TS_BITS) | (ts_all - ts_all.min())
+    key = group_time_key(codes.to_numpy(), ts_all, int(ts_all.min()))
     order = np.argsort(key[:n_h], kind="stable")
     h_key, h_user = key[:n_h][order], users.to_numpy()[:n_h][order]
     h_rating = history[RATING].to_numpy().astype(np.float32)[order]
     h_ts = ts_all[:n_h][order]
     t_key, t_user, t_ts = key[n_h:], users.to_numpy()[n_h:], ts_all[n_h:]
     end = np.searchsorted(h_key, t_key, side="left")  # first event not strictly earlier
-    start = np.searchsorted(h_key, (t_key >> _TS_BITS) << _TS_BITS, side="left")
+    start = np.searchsorted(h_key, (t_key >> TS_BITS) << TS_BITS, side="left")
     # newest first: width + 1 candidates, since one may be the target user's own
     cand = end[:, None] - 1 - np.arange(width + 1)[None, :]
     safe = np.maximum(cand, 0)

@@ -19,9 +19,8 @@ import numpy as np
 import polars as pl
 
 from starcast.data.schema import ITEM, TS, USER
+from starcast.features.history import group_time_key
 from starcast.features.sequences import DAY, ITEM_INDEX, SIDE_INDEX, Sequences, training_sequences
-
-_TS_BITS = 34
 
 
 @dataclass
@@ -46,8 +45,8 @@ def prefix_queries(history: pl.DataFrame, queries: pl.DataFrame) -> PrefixQuerie
     seq = q_code.fill_null(-1).to_numpy().astype(np.int64)
     h_code = np.repeat(np.arange(len(seqs), dtype=np.int64), seqs.lengths)
     base = int(min(hist[TS].min(), queries[TS].min())) if hist.height else 0
-    h_key = (h_code << _TS_BITS) | (hist[TS].to_numpy() - base)
-    q_key = (np.maximum(seq, 0) << _TS_BITS) | (queries[TS].to_numpy() - base)
+    h_key = group_time_key(h_code, hist[TS].to_numpy(), base)
+    q_key = group_time_key(np.maximum(seq, 0), queries[TS].to_numpy(), base)
     last = np.searchsorted(h_key, q_key, side="right") - 1  # last event with ts <= query ts
     start = seqs.offsets[:-1][np.maximum(seq, 0)] if len(seqs) else np.zeros_like(seq)
     own_row, own_count = _own_visible(hist, queries)

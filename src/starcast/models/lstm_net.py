@@ -147,6 +147,27 @@ class SequenceNet(nn.Module):
         out[some] = h_n[0]
         return out
 
+    def advance(
+        self,
+        items: torch.Tensor,
+        side: torch.Tensor,
+        rating: torch.Tensor,
+        gap: torch.Tensor,
+        lengths: torch.Tensor,
+        start: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) [B, H] after the first `lengths` events of each padded sequence [B, T], from
+        `start` ([B, H] each) or the learned initial state: a customer's state, moved on."""
+        emb, _ = self.item_representation(items, side)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.step_inputs(emb, rating, gap), lengths.cpu(), batch_first=True,
+            enforce_sorted=False,
+        )
+        b = items.shape[0]
+        h0, c0 = (p.expand(b, -1) for p in (self.h0[0], self.c0[0])) if start is None else start
+        _, (h, c) = self.lstm(packed, (h0[None].contiguous(), c0[None].contiguous()))
+        return h[0], c[0]
+
     def _initial_state(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The learned start state, or the carried one where a chunk continues its customer."""
         b = batch["item"].shape[0]

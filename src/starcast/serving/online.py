@@ -24,6 +24,7 @@ from starcast.features.vocab import COLD
 from starcast.forecaster import Forecaster
 from starcast.models.lstm import LSTMModel
 from starcast.serving.store import ItemState, Store, UserState, write_item, write_user
+from starcast.training.trainer import length_batches
 
 
 class EventRejected(StarcastError):
@@ -138,19 +139,17 @@ class OnlineForecaster:
         padded = np.zeros((len(names), int(length.max()), 4))
         for row, name in enumerate(names):
             padded[row, : len(steps[name])] = steps[name]
-        net = self.model.net_
-        emb, _ = net.item_representation(torch.as_tensor(padded[..., 0], dtype=torch.long),
-                                         torch.as_tensor(padded[..., 1], dtype=torch.long))
-        x = net.step_inputs(emb, torch.as_tensor(padded[..., 2], dtype=torch.float32),
-                            torch.as_tensor(padded[..., 3], dtype=torch.float32))
         starts = [self._start(users[n]) for n in names]
-        h0 = torch.stack([h for h, _ in starts])[None]
-        c0 = torch.stack([c for _, c in starts])[None]
-        packed = torch.nn.utils.rnn.pack_padded_sequence(x, length, batch_first=True,
-                                                         enforce_sorted=False)
-        _, (h, c) = net.lstm(packed, (h0, c0))
+        h, c = self.model.net_.advance(
+            torch.as_tensor(padded[..., 0], dtype=torch.long),
+            torch.as_tensor(padded[..., 1], dtype=torch.long),
+            torch.as_tensor(padded[..., 2], dtype=torch.float32),
+            torch.as_tensor(padded[..., 3], dtype=torch.float32),
+            length,
+            (torch.stack([h for h, _ in starts]), torch.stack([c for _, c in starts])),
+        )
         for row, name in enumerate(names):
-            users[name].h, users[name].c = h[0, row].numpy().copy(), c[0, row].numpy().copy()
+            users[name].h, users[name].c = h[row].numpy().copy(), c[row].numpy().copy()
 
     def _start(self, user: UserState) -> tuple[torch.Tensor, torch.Tensor]:
         net = self.model.net_
@@ -312,18 +311,10 @@ def _frame(rows: list[tuple]) -> pl.DataFrame:
 def _run_to_end(net, seqs, batch_size: int = 256) -> tuple[list, list]:
     """The LSTM's (h, c) after the last position of every sequence, in sequence order."""
     h_out, c_out = [None] * len(seqs), [None] * len(seqs)
-    order = np.argsort(seqs.lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        ids = order[start : start + batch_size]
+    for ids in length_batches(seqs, batch_size):
         batch = seqs.pad(ids, torch.device("cpu"))
-        emb, _ = net.item_representation(batch["item"], batch["side"])
-        steps = net.step_inputs(emb, batch["rating"], batch["gap"])
-        packed = torch.nn.utils.rnn.pack_padded_sequence(
-            steps, torch.as_tensor(seqs.lengths[ids]), batch_first=True, enforce_sorted=False
-        )
-        b = len(ids)
-        _, (h, c) = net.lstm(packed, (net.h0.expand(1, b, -1).contiguous(),
-                                      net.c0.expand(1, b, -1).contiguous()))
+        h, c = net.advance(batch["item"], batch["side"], batch["rating"], batch["gap"],
+                           torch.as_tensor(seqs.lengths[ids]))
         for row, sid in enumerate(ids):
-            h_out[sid], c_out[sid] = h[0, row].numpy().copy(), c[0, row].numpy().copy()
+            h_out[sid], c_out[sid] = h[row].numpy().copy(), c[row].numpy().copy()
     return h_out, c_out
