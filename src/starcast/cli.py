@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -194,33 +196,63 @@ def train(
         str | None, typer.Option(help="auto | cpu | cuda (auto: CUDA when present).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads (default 1).")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="auto | fp32 | bf16 (auto: bf16 autocast on CUDA).")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="JSON or TOML run configuration.")] = None,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
+    nproc: Annotated[
+        int | None, typer.Option(help="Train data-parallel in N local processes (torchrun).")
+    ] = None,
+    distributed: Annotated[
+        bool, typer.Option(help="This process is one rank of a torchrun job.")
+    ] = False,
 ) -> None:
     """Fit a model on TRAIN (early stopping on VALID) or on a split of --data; save it."""
     from starcast.config import StarcastConfig, load_config
     from starcast.forecaster import Forecaster
+    from starcast.training import distributed as dist
 
-    if data is not None:
-        parts = _split(data, split_protocol, fmt, strict)
-        train_events, valid_events = parts.train, parts.valid
-    elif train_path is not None:
-        train_events = _read_plain(train_path, fmt, strict)
-        valid_events = _read_plain(valid_path, fmt, strict) if valid_path else None
-    else:
-        raise typer.BadParameter("give --train (and --valid) or --data with --split")
+    if nproc is not None:
+        command = dist.torchrun_command(_without_nproc(sys.argv[1:]), nproc)
+        raise typer.Exit(subprocess.call(command))
     run = load_config(config) if config else StarcastConfig()
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as progress:
-        forecaster = Forecaster(
-            model, run, seed=seed, epochs=epochs, device=device, threads=threads,
-            progress=_training_progress(progress),
-        )
-        forecaster.fit(train_events, valid_events, _read_items(items, strict))
-    forecaster.save(out_dir)
+    with dist.process_group(distributed, device or run.train.device) as cluster:
+        console.quiet = out.quiet = not cluster.main  # one rank speaks
+        if data is not None:
+            parts = _split(data, split_protocol, fmt, strict)
+            train_events, valid_events = parts.train, parts.valid
+        elif train_path is not None:
+            train_events = _read_plain(train_path, fmt, strict)
+            valid_events = _read_plain(valid_path, fmt, strict) if valid_path else None
+        else:
+            raise typer.BadParameter("give --train (and --valid) or --data with --split")
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            forecaster = Forecaster(
+                model, run, seed=seed, epochs=epochs, device=device, threads=threads,
+                precision=precision, progress=_training_progress(progress),
+            )
+            forecaster.fit(train_events, valid_events, _read_items(items, strict))
+        if cluster.main:  # every rank holds the same weights; one writes them
+            forecaster.save(out_dir)
     out.print(f"{forecaster.config.model} model -> {out_dir}")
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    """The command line as given, less `--nproc N` (torchrun's children get --distributed)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
 
 
 @app.command()

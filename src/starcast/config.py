@@ -23,6 +23,7 @@ class TrainConfig:
     epochs: int | None = None  # None: the model's own default
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # torch threads per process; more is often slower on a shared machine
+    precision: str = "auto"  # auto | fp32 | bf16: autocast while training (auto: bf16 on CUDA)
 
     def epochs_or(self, model_default: int) -> int:
         """The run's epoch override when set, else the model's own epoch count."""

@@ -49,11 +49,12 @@ class Forecaster:
     def __init__(
         self, model: str | None = None, config: StarcastConfig | None = None, *,
         seed: int | None = None, epochs: int | None = None, device: str | None = None,
-        threads: int | None = None, scale: RatingScale = RatingScale(),
-        progress: Progress | None = None,
+        threads: int | None = None, precision: str | None = None,
+        scale: RatingScale = RatingScale(), progress: Progress | None = None,
     ) -> None:
         config = config or StarcastConfig()
-        overrides = {"seed": seed, "epochs": epochs, "device": device, "threads": threads}
+        overrides = {"seed": seed, "epochs": epochs, "device": device, "threads": threads,
+                     "precision": precision}
         train = dataclasses.replace(
             config.train, **{k: v for k, v in overrides.items() if v is not None}
         )

@@ -16,9 +16,10 @@ import torch
 
 from starcast.config import TrainConfig
 from starcast.data.schema import ITEM, QUERY_COLUMNS, USER, RatingScale, empty_events
-from starcast.errors import NotFittedError
+from starcast.errors import ConfigError, NotFittedError
 from starcast.features.history import visible_sums
 from starcast.features.vocab import COLD, Vocabulary
+from starcast.training.distributed import Cluster
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RatingModel(ABC):
     """fit(train, valid) -> self; predict(history, queries) -> one row per query, in order."""
 
     name: ClassVar[str]
+    data_parallel: ClassVar[bool] = False  # trains on a shard per process under torchrun
 
     def __init__(self, scale: RatingScale = RatingScale()) -> None:
         self.scale = scale
@@ -48,6 +50,12 @@ class RatingModel(ABC):
         `items` holds item side features (ITEM_SCHEMA); models without a use for them ignore
         them.
         """
+        world = Cluster.current().world
+        if world > 1 and not self.data_parallel:
+            raise ConfigError(
+                f"model {self.name!r} does not train data-parallel ({world} processes); "
+                "train it in one process"
+            )
         self.users_ = Vocabulary.build(train[USER])
         self.items_ = Vocabulary.build(train[ITEM])
         self._take_items(items)

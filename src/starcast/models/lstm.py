@@ -30,7 +30,8 @@ from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, TrainedModel
 from starcast.models.bias import fit_biases, predictive_shrinkage
 from starcast.models.lstm_net import SequenceNet
-from starcast.training.runtime import prepare
+from starcast.training.distributed import Cluster
+from starcast.training.runtime import autocast_dtype, prepare
 from starcast.training.trainer import (
     Progress,
     TrainLog,
@@ -46,6 +47,7 @@ SIDE_SHRINKAGE = 5.0  # items' worth of prior pulling a side token's bias toward
 class LSTMModel(TrainedModel):
     name = "lstm"
     config_type = LSTMConfig
+    data_parallel = True
 
     def __init__(
         self,
@@ -94,7 +96,8 @@ class LSTMModel(TrainedModel):
             train_seqs.feats[:, FEATURES.index("user_n")],
         )
         self._split_item_bias(train)
-        self.net_ = self._network().to(device)
+        cluster = Cluster.current()
+        self.net_ = self._network(sparse=cluster.sparse_gradients).to(device)
         validation = None
         if valid is not None:
             predict = self._prepared(pl.concat([train, valid]), valid)
@@ -110,6 +113,8 @@ class LSTMModel(TrainedModel):
             self._class_weights(train, device),
             self.progress,
             (self.scale.low, self.scale.high),
+            cluster=cluster,
+            autocast=autocast_dtype(self.train_config.precision, device),
         )
 
     def _split_item_bias(self, train: pl.DataFrame) -> None:
@@ -181,7 +186,7 @@ class LSTMModel(TrainedModel):
         log = meta["training_log"]
         self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"])
 
-    def _network(self) -> SequenceNet:
+    def _network(self, sparse: bool = True) -> SequenceNet:
         return SequenceNet(
             self.config,
             len(self.items_),
@@ -192,6 +197,7 @@ class LSTMModel(TrainedModel):
             self.side_.tokens,
             self.token_bias_,
             stars=self._stars(),
+            sparse=sparse,
         )
 
     def _stars(self) -> int:

@@ -31,11 +31,12 @@ class SequenceNet(nn.Module):
         side_tokens: np.ndarray,
         token_bias: np.ndarray,
         stars: int = 5,
+        sparse: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
-        self.item = nn.Embedding(n_items, config.item_dim, sparse=True)
-        self.item_bias = nn.Embedding(n_items, 1, sparse=True)
+        self.item = nn.Embedding(n_items, config.item_dim, sparse=sparse)
+        self.item_bias = nn.Embedding(n_items, 1, sparse=sparse)
         nn.init.normal_(self.item.weight, std=0.05)
         with torch.no_grad():
             self.item_bias.weight.copy_(torch.as_tensor(item_bias, dtype=torch.float32)[:, None])
@@ -44,12 +45,14 @@ class SequenceNet(nn.Module):
         self.register_buffer("side_tokens", torch.as_tensor(side_tokens, dtype=torch.int64))
         n_tokens = int(side_tokens.max()) + 1
         self.has_side = n_tokens > 1
-        self.side = nn.EmbeddingBag(n_tokens, config.item_dim, mode="mean", sparse=True,
+        self.side = nn.EmbeddingBag(n_tokens, config.item_dim, mode="mean", sparse=sparse,
                                     padding_idx=0)
-        self.side_bias = nn.EmbeddingBag(n_tokens, 1, mode="mean", sparse=True, padding_idx=0)
+        self.side_bias = nn.EmbeddingBag(n_tokens, 1, mode="mean", sparse=sparse, padding_idx=0)
         with torch.no_grad():
             self.side.weight.normal_(std=0.05)[0] = 0.0
             self.side_bias.weight.copy_(torch.as_tensor(token_bias, dtype=torch.float32)[:, None])
+        if not self.has_side:  # no table without gradients (DDP needs all); drawn all the same,
+            del self.side, self.side_bias  # so that seeded runs keep their random stream
         self.lstm = nn.LSTM(config.item_dim + 2, config.hidden, batch_first=True)
         self.h0 = nn.Parameter(torch.zeros(1, 1, config.hidden))
         self.c0 = nn.Parameter(torch.zeros(1, 1, config.hidden))
@@ -78,10 +81,6 @@ class SequenceNet(nn.Module):
             self.first_cut = nn.Parameter(torch.tensor(1.5))
             self.cut_steps = nn.Parameter(torch.zeros(stars - 2))
             self.sharpness = nn.Parameter(torch.tensor(1.0))
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Point predictions at the target positions (`batch["mask"]`), in row-major order."""
-        return self.score(batch)[0]
 
     def score(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(expected rating [M], star probabilities [M, K] or None) at the M target positions.
@@ -203,8 +202,11 @@ class SequenceNet(nn.Module):
         cumulative = torch.cat([ones, above, torch.zeros_like(ones)], dim=-1)  # P(r >= k)
         return (cumulative[..., :-1] - cumulative[..., 1:]).clamp_min(1e-6)
 
-    def loss(self, batch: dict[str, torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
-        """Mean loss over target positions, plus L2 on the item rows this batch touched."""
+    def forward(
+        self, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The training loss: mean over target positions (`batch["mask"]`), plus L2 on the
+        item rows this batch touched. (`score` gives the predictions.)"""
         mask = batch["mask"]
         pred, probs = self.score(batch)
         target = batch["target"][mask]

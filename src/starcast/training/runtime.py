@@ -11,6 +11,7 @@ from starcast.config import TrainConfig
 from starcast.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -32,3 +33,15 @@ def prepare(config: TrainConfig) -> tuple[torch.device, torch.Generator]:
     torch.set_num_threads(max(1, config.threads))
     generator = torch.Generator().manual_seed(config.seed)
     return select_device(config.device), generator
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The lower precision training runs its forward pass in, or None for float32.
+
+    bfloat16 keeps float32's range, so no loss scaling is needed; weights stay float32.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None

@@ -14,6 +14,7 @@ import torch
 from starcast.config import LSTMConfig
 from starcast.features.prefixes import PrefixQueries
 from starcast.features.sequences import Sequences
+from starcast.training.distributed import Cluster
 
 Progress = Callable[[dict], None]
 
@@ -170,14 +171,20 @@ def _bounded(
 
 
 def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Optimizer]:
-    tables = (torch.nn.Embedding, torch.nn.EmbeddingBag)
-    sparse = [p for m in net.modules() if isinstance(m, tables) for p in m.parameters()]
-    sparse_ids = {id(p) for p in sparse}
-    dense = [p for p in net.parameters() if id(p) not in sparse_ids]
-    return [
-        torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay),
-        torch.optim.SparseAdam(sparse, lr=config.lr_embedding),
+    """AdamW for the dense weights; for the embedding tables, SparseAdam when their gradients
+    are sparse (only the rows a batch touched move), else Adam at the same rate."""
+    kinds = (torch.nn.Embedding, torch.nn.EmbeddingBag)
+    tables = [m for m in net.modules() if isinstance(m, kinds)]
+    table_ids = {id(p) for m in tables for p in m.parameters()}
+    dense = [p for p in net.parameters() if id(p) not in table_ids]
+    optimizers: list[torch.optim.Optimizer] = [
+        torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
     ]
+    for sparse, kind in ((True, torch.optim.SparseAdam), (False, torch.optim.Adam)):
+        params = [p for m in tables if m.sparse == sparse for p in m.parameters()]
+        if params:
+            optimizers.append(kind(params, lr=config.lr_embedding))
+    return optimizers
 
 
 def train_sequences(
@@ -191,13 +198,23 @@ def train_sequences(
     class_weights: torch.Tensor | None = None,
     progress: Progress | None = None,
     clip: tuple[float, float] = (1.0, 5.0),
+    *,
+    cluster: Cluster = Cluster(),
+    autocast: torch.dtype | None = None,
 ) -> TrainLog:
-    """Fit `net` on `train`; keep the weights of the epoch with the best valid RMSE."""
+    """Fit `net` on `train`; keep the weights of the epoch with the best valid RMSE.
+
+    Under torchrun (`cluster`), each rank steps through its shard of every epoch's batches;
+    `autocast`: the dtype of the forward pass (mixed precision), None for float32.
+    """
     optimizers = _optimizers(net, config)
+    # (a batch whose targets have no item window leaves the item GRU unused)
+    model = cluster.wrap(net, some_unused=config.item_window > 0)
+    dropout_rng = cluster.own_stream(rng)
     log, best, best_errors, stale = TrainLog(), None, None, 0
     if valid is not None:  # epoch 0, the untrained correction, may be the best there is
         untrained = copy.deepcopy(net.state_dict())
-        best, best_errors = untrained, _squared_errors(net, valid, clip)
+        best, best_errors = untrained, cluster.agree(_squared_errors(net, valid, clip))
         first_errors = best_errors
         log.epochs.append({"epoch": 0, "loss": float("nan"),
                            "valid_rmse": _rmse(best_errors), "seconds": 0.0})
@@ -206,11 +223,12 @@ def train_sequences(
     for epoch in range(1, epochs + 1):
         net.train()
         total, count = 0.0, 0
-        for ids in length_batches(train, config.batch_size, rng):
+        for ids in cluster.shard(length_batches(train, config.batch_size, rng)):
             batch = train.pad(ids, device)
             carry.attach(batch, ids)
-            _drop_items(batch, config.item_dropout, rng, device)
-            loss = net.loss(batch, class_weights)
+            _drop_items(batch, config.item_dropout, dropout_rng, device)
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                loss = model(batch, class_weights)
             carry.store(batch, ids)
             for opt in optimizers:
                 opt.zero_grad()
@@ -221,7 +239,8 @@ def train_sequences(
             total, count, n_events = total + loss.item() * n, count + n, n_events + n
             if progress:
                 progress({"epoch": epoch, "loss": total / max(count, 1), "events": n})
-        errors = _squared_errors(net, valid, clip) if valid is not None else None
+        errors = cluster.agree(_squared_errors(net, valid, clip)) if valid is not None else None
+        total, count = cluster.total(total, count)
         entry = {
             "epoch": epoch,
             "loss": total / max(count, 1),
@@ -246,6 +265,7 @@ def train_sequences(
         best, log.best_epoch = untrained, 0
     if best is not None:
         net.load_state_dict(best)
+    (n_events,) = cluster.total(n_events)
     log.events_per_second = n_events / max(time.perf_counter() - started, 1e-9)
     return log
 

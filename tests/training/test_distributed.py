@@ -1,0 +1,152 @@
+"""Data-parallel training: sharding, the process group, and real 2-process gloo runs."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from starcast import Forecaster
+from starcast.cli import _without_nproc
+from starcast.config import LSTMConfig, StarcastConfig
+from starcast.data.splits import split_events
+from starcast.data.synth import SynthConfig, generate
+from starcast.errors import ConfigError
+from starcast.training.distributed import TORCHRUN_ENV, Cluster, join, torchrun_command
+
+
+def _batches(sizes: list[int]) -> list[np.ndarray]:
+    ids = np.arange(sum(sizes))
+    return np.split(ids, np.cumsum(sizes)[:-1])
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_shards_hold_every_sequence_once_in_equal_step_counts(world: int) -> None:
+    batches = _batches([64, 64, 64, 64, 64, 17, 3])
+    shards = [Cluster(rank, world).shard(batches) for rank in range(world)]
+    assert len({len(shard) for shard in shards}) == 1  # DDP steps together
+    held = np.concatenate([ids for shard in shards for ids in shard])
+    assert np.array_equal(np.sort(held), np.arange(64 * 5 + 20))
+
+
+def test_one_process_keeps_its_batches_and_its_generator() -> None:
+    batches, rng = _batches([3, 2]), np.random.default_rng(0)
+    assert Cluster().shard(batches) is batches
+    assert Cluster().own_stream(rng) is rng
+
+
+def test_ranks_draw_their_own_dropout_but_keep_the_shared_stream_in_step() -> None:
+    draws, shared = [], []
+    for rank in range(2):
+        rng = np.random.default_rng(7)
+        draws.append(Cluster(rank, 2).own_stream(rng).random(5))
+        shared.append(rng.random())
+    assert not np.allclose(draws[0], draws[1])
+    assert shared[0] == shared[1]
+
+
+def test_fewer_sequences_than_processes_is_refused() -> None:
+    with pytest.raises(ConfigError, match="cannot be shared by 3 processes"):
+        Cluster(0, 3).shard(_batches([1, 1]))
+
+
+def test_joining_outside_torchrun_names_what_is_missing(monkeypatch) -> None:
+    for name in TORCHRUN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="RANK.*torchrun"):
+        join("cpu")
+
+
+def test_the_launch_command_passes_the_arguments_on() -> None:
+    given = ["train", "--nproc", "2", "--data", "x.parquet", "--nproc=3", "--out", "m"]
+    args = _without_nproc(given)
+    assert args == ["train", "--data", "x.parquet", "--out", "m"]
+    command = torchrun_command(args, 2)
+    assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert command[-7:] == ["starcast", *args, "--distributed"]
+    with pytest.raises(ConfigError):
+        torchrun_command(args, 0)
+
+
+RANK_PROGRAM = """
+    import sys
+    import polars as pl
+    from starcast import Forecaster
+    from starcast.data.splits import split_events
+    from starcast.config import LSTMConfig, StarcastConfig
+    from starcast.training.distributed import process_group
+
+    CONFIG = StarcastConfig(lstm=LSTMConfig(significance=0.0))  # a trained epoch, and a refit
+
+    with process_group(True, "cpu") as cluster:
+        parts = split_events(pl.read_parquet(sys.argv[1]), "time")
+        model = Forecaster(config=CONFIG, seed=0, epochs=3).fit(parts.train, parts.valid)
+        model.save(f"{sys.argv[2]}/rank{cluster.rank}")
+"""
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ddp") / "events.parquet"
+    generate(SynthConfig(users=600, items=150, events=12_000, seed=3)).events.write_parquet(path)
+    return path
+
+
+def _torchrun(*args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         *args], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_gloo_processes_keep_identical_weights_close_to_one_process(events, tmp_path) -> None:
+    program = tmp_path / "rank.py"
+    program.write_text(textwrap.dedent(RANK_PROGRAM))
+    _torchrun(str(program), str(events), str(tmp_path))
+    ranks = [load_file(str(tmp_path / f"rank{r}" / "model.safetensors")) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for name in ranks[0]:  # gradients (sparse embedding rows included) were averaged
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    parts = split_events(pl.read_parquet(events), "time")
+    config = StarcastConfig(lstm=LSTMConfig(significance=0.0))
+    alone = Forecaster(config=config, seed=0, epochs=3).fit(parts.train, parts.valid).training_log
+    together = Forecaster.load(tmp_path / "rank0").training_log
+    assert together["best_epoch"] > 0 and len(together["refit_epochs"]) == together["best_epoch"]
+    assert len(together["epochs"]) == len(alone["epochs"]) == 4
+    assert together["epochs"][0]["valid_rmse"] == pytest.approx(alone["epochs"][0]["valid_rmse"])
+    for mine, theirs in zip(together["epochs"][1:], alone["epochs"][1:], strict=True):
+        assert mine["valid_rmse"] == pytest.approx(theirs["valid_rmse"], rel=0.01)
+        assert np.isfinite(mine["loss"])
+
+
+def test_train_nproc_writes_a_model_that_loads_and_predicts(events, tmp_path) -> None:
+    out = tmp_path / "m"
+    done = subprocess.run(
+        [sys.executable, "-m", "starcast", "train", "--data", str(events), "--split", "time",
+         "--epochs", "2", "--out", str(out), "--nproc", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("lstm model ->") == 1  # one rank speaks
+    parts = split_events(pl.read_parquet(events), "time")
+    loaded = Forecaster.load(out)
+    predictions = loaded.predict(pl.concat([parts.train, parts.valid]), parts.test)
+    assert predictions.height == parts.test.height
+    truth = parts.test["rating"].to_numpy()
+    rmse = float(np.sqrt(np.mean((predictions["prediction"].to_numpy() - truth) ** 2)))
+    known = pl.concat([parts.train, parts.valid])["rating"].mean()
+    assert rmse < float(np.sqrt(np.mean((known - truth) ** 2))) - 0.05  # beats the global mean
+    assert json.loads((out / "model.json").read_text())["config"]["model"] == "lstm"
+
+
+def test_other_models_refuse_to_train_under_several_processes(monkeypatch) -> None:
+    monkeypatch.setattr(Cluster, "current", classmethod(lambda cls: cls(0, 2, "gloo")))
+    parts = split_events(generate(SynthConfig(users=50, items=20, events=500)).events, "time")
+    with pytest.raises(ConfigError, match="'bias' does not train data-parallel"):
+        Forecaster("bias").fit(parts.train, parts.valid)
