@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -17,26 +18,44 @@ from starcast.config import LSTMConfig, StarcastConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.errors import ConfigError
+from starcast.features.sequences import Sequences
 from starcast.training.distributed import TORCHRUN_ENV, Cluster, join, torchrun_command
+from starcast.training.trainer import length_batches
 
 
-def _batches(sizes: list[int]) -> list[np.ndarray]:
-    ids = np.arange(sum(sizes))
-    return np.split(ids, np.cumsum(sizes)[:-1])
+def _sequences(lengths: list[int]) -> Sequences:
+    """Sequences of the given lengths (only their lengths matter to batching)."""
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    return SimpleNamespace(lengths=np.array(lengths), starts=starts)
 
 
-@pytest.mark.parametrize("world", [2, 3, 4])
-def test_shards_hold_every_sequence_once_in_equal_step_counts(world: int) -> None:
-    batches = _batches([64, 64, 64, 64, 64, 17, 3])
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_every_rank_steps_through_a_share_of_every_sequence_beside_its_neighbours(world) -> None:
+    rng = np.random.default_rng(0)
+    seqs = _sequences(list(rng.integers(1, 200, 64 * 40 + 20)))
+    batches = length_batches(seqs, 64, np.random.default_rng(1), ranks=world)
     shards = [Cluster(rank, world).shard(batches) for rank in range(world)]
     assert len({len(shard) for shard in shards}) == 1  # DDP steps together
     held = np.concatenate([ids for shard in shards for ids in shard])
-    assert np.array_equal(np.sort(held), np.arange(64 * 5 + 20))
+    assert np.array_equal(np.sort(held), np.arange(64 * 40 + 20))
+    for step in zip(*shards, strict=True):  # the ranks of one step wait for the longest
+        longest = [int(seqs.lengths[ids].max()) for ids in step]
+        assert max(longest) - min(longest) <= 5 * world, longest  # 41+ batches over 1..199
 
 
-def test_one_process_keeps_its_batches_and_its_generator() -> None:
-    batches, rng = _batches([3, 2]), np.random.default_rng(0)
-    assert Cluster().shard(batches) is batches
+def test_one_rank_batches_as_before() -> None:
+    seqs = _sequences(list(np.random.default_rng(0).integers(1, 50, 300)))
+    mine = length_batches(seqs, 32, np.random.default_rng(5), ranks=1)
+    rng = np.random.default_rng(5)  # the single-process recipe: jittered sort, shuffled batches
+    order = np.lexsort((rng.random(300), seqs.lengths))
+    expected = [order[i : i + 32] for i in range(0, 300, 32)]
+    rng.shuffle(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(mine, expected, strict=True))
+    assert Cluster().shard(mine) is not None and len(Cluster().shard(mine)) == len(mine)
+
+
+def test_one_process_keeps_its_generator() -> None:
+    rng = np.random.default_rng(0)
     assert Cluster().own_stream(rng) is rng
 
 
@@ -52,7 +71,7 @@ def test_ranks_draw_their_own_dropout_but_keep_the_shared_stream_in_step() -> No
 
 def test_fewer_sequences_than_processes_is_refused() -> None:
     with pytest.raises(ConfigError, match="cannot be shared by 3 processes"):
-        Cluster(0, 3).shard(_batches([1, 1]))
+        length_batches(_sequences([4, 2]), 64, ranks=3)
 
 
 def test_joining_outside_torchrun_names_what_is_missing(monkeypatch) -> None:

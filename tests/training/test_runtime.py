@@ -1,18 +1,14 @@
-"""Where training runs: precision, and optimisers for sparse and dense embedding tables."""
+"""Where training runs: the precision of its forward pass."""
 
 import numpy as np
 import pytest
 import torch
 
 from starcast import Forecaster
-from starcast.config import LSTMConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.errors import ConfigError
-from starcast.models.lstm_net import SequenceNet
-from starcast.training.distributed import Cluster
 from starcast.training.runtime import autocast_dtype
-from starcast.training.trainer import _optimizers
 
 
 @pytest.mark.parametrize(
@@ -38,29 +34,4 @@ def test_bf16_training_runs_the_same_code_path_on_the_cpu() -> None:
     assert [e["loss"] for e in half] != [e["loss"] for e in full]  # the forward ran in bf16
     for mine, theirs in zip(half, full, strict=True):
         assert np.isfinite(mine["loss"])
-        assert mine["valid_rmse"] == pytest.approx(theirs["valid_rmse"], rel=0.02)
-
-
-@pytest.mark.parametrize("sparse", [True, False])
-def test_every_parameter_has_one_optimiser_fitting_its_gradients(sparse: bool) -> None:
-    tokens = np.array([[0], [1], [2]])
-    net = SequenceNet(LSTMConfig(), 3, 6, 4.0, np.zeros(3), 1.0, tokens, np.zeros(3),
-                      sparse=sparse)
-    optimizers = _optimizers(net, LSTMConfig())
-    owned = [id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]]
-    assert sorted(owned) == sorted(id(p) for p in net.parameters())
-    kinds = {type(opt) for opt in optimizers}
-    assert (torch.optim.SparseAdam in kinds) == sparse
-    assert (torch.optim.Adam in kinds) == (not sparse)
-
-
-def test_dense_embedding_gradients_train_as_they_do_under_nccl(monkeypatch) -> None:
-    parts = split_events(generate(SynthConfig(users=400, items=100, events=8_000, seed=2)).events,
-                         "time")
-    sparse = Forecaster(seed=0, epochs=2).fit(parts.train, parts.valid)
-    monkeypatch.setattr(Cluster, "current", classmethod(lambda cls: cls(0, 1, "nccl")))
-    dense = Forecaster(seed=0, epochs=2).fit(parts.train, parts.valid)
-    assert not dense.model_.net_.item.sparse
-    for mine, theirs in zip(dense.training_log["epochs"], sparse.training_log["epochs"],
-                            strict=True):
         assert mine["valid_rmse"] == pytest.approx(theirs["valid_rmse"], rel=0.02)

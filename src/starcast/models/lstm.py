@@ -96,8 +96,7 @@ class LSTMModel(TrainedModel):
             train_seqs.feats[:, FEATURES.index("user_n")],
         )
         self._split_item_bias(train)
-        cluster = Cluster.current()
-        self.net_ = self._network(sparse=cluster.sparse_gradients).to(device)
+        self.net_ = self._network().to(device)
         validation = None
         if valid is not None:
             predict = self._prepared(pl.concat([train, valid]), valid)
@@ -113,7 +112,7 @@ class LSTMModel(TrainedModel):
             self._class_weights(train, device),
             self.progress,
             (self.scale.low, self.scale.high),
-            cluster=cluster,
+            cluster=Cluster.current(),
             autocast=autocast_dtype(self.train_config.precision, device),
         )
 
@@ -186,7 +185,7 @@ class LSTMModel(TrainedModel):
         log = meta["training_log"]
         self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"])
 
-    def _network(self, sparse: bool = True) -> SequenceNet:
+    def _network(self) -> SequenceNet:
         return SequenceNet(
             self.config,
             len(self.items_),
@@ -197,7 +196,6 @@ class LSTMModel(TrainedModel):
             self.side_.tokens,
             self.token_bias_,
             stars=self._stars(),
-            sparse=sparse,
         )
 
     def _stars(self) -> int:

@@ -31,12 +31,11 @@ class SequenceNet(nn.Module):
         side_tokens: np.ndarray,
         token_bias: np.ndarray,
         stars: int = 5,
-        sparse: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
-        self.item = nn.Embedding(n_items, config.item_dim, sparse=sparse)
-        self.item_bias = nn.Embedding(n_items, 1, sparse=sparse)
+        self.item = nn.Embedding(n_items, config.item_dim, sparse=True)
+        self.item_bias = nn.Embedding(n_items, 1, sparse=True)
         nn.init.normal_(self.item.weight, std=0.05)
         with torch.no_grad():
             self.item_bias.weight.copy_(torch.as_tensor(item_bias, dtype=torch.float32)[:, None])
@@ -45,14 +44,12 @@ class SequenceNet(nn.Module):
         self.register_buffer("side_tokens", torch.as_tensor(side_tokens, dtype=torch.int64))
         n_tokens = int(side_tokens.max()) + 1
         self.has_side = n_tokens > 1
-        self.side = nn.EmbeddingBag(n_tokens, config.item_dim, mode="mean", sparse=sparse,
+        self.side = nn.EmbeddingBag(n_tokens, config.item_dim, mode="mean", sparse=True,
                                     padding_idx=0)
-        self.side_bias = nn.EmbeddingBag(n_tokens, 1, mode="mean", sparse=sparse, padding_idx=0)
+        self.side_bias = nn.EmbeddingBag(n_tokens, 1, mode="mean", sparse=True, padding_idx=0)
         with torch.no_grad():
             self.side.weight.normal_(std=0.05)[0] = 0.0
             self.side_bias.weight.copy_(torch.as_tensor(token_bias, dtype=torch.float32)[:, None])
-        if not self.has_side:  # no table without gradients (DDP needs all); drawn all the same,
-            del self.side, self.side_bias  # so that seeded runs keep their random stream
         self.lstm = nn.LSTM(config.item_dim + 2, config.hidden, batch_first=True)
         self.h0 = nn.Parameter(torch.zeros(1, 1, config.hidden))
         self.c0 = nn.Parameter(torch.zeros(1, 1, config.hidden))

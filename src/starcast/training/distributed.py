@@ -47,36 +47,49 @@ class Cluster:
     def main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def sparse_gradients(self) -> bool:
-        """NCCL has no sparse all-reduce: on it the embedding tables take dense gradients."""
-        return self.backend != "nccl"
-
     def wrap(self, net: torch.nn.Module, some_unused: bool = False) -> torch.nn.Module:
-        """`net`, under DistributedDataParallel when there are several processes;
-        `some_unused`: a step may leave parameters without gradients (costs a graph walk)."""
+        """`net`, under DistributedDataParallel when there are several processes, for its
+        dense weights; the embedding tables are left to `average_rows` after each backward.
+
+        `some_unused`: a step may leave dense parameters without gradients (a graph walk).
+        """
         if self.world == 1:
             return net
-        # buffers (side-token table, mu) never change: no per-step broadcast of them
-        return torch.nn.parallel.DistributedDataParallel(
-            net, forward_sync_buffers=False, find_unused_parameters=some_unused
-        )
+        ddp = torch.nn.parallel.DistributedDataParallel
+        tables = [name for name, _ in net.named_parameters() if _is_table(net, name)]
+        buffers = [name for name, _ in net.named_buffers()]  # constants: never synchronised
+        ddp._set_params_and_buffers_to_ignore_for_model(net, tables + buffers)
+        for name in tables:  # (DDP broadcasts only what it syncs)
+            dist.broadcast(net.get_parameter(name).data, src=0)
+        return ddp(net, find_unused_parameters=some_unused)
+
+    def average_rows(self, tables: list[torch.nn.Parameter]) -> None:
+        """Average the embedding tables' sparse gradients over the ranks, in two collectives
+        for all tables together (gloo's sparse all-reduce takes several per table; NCCL has
+        none): every rank's touched rows are gathered and summed the same way on each rank."""
+        if self.world == 1:
+            return
+        grads = [_coalesced(p) for p in tables]
+        counts = torch.tensor([g.indices().shape[1] for g in grads], device=self._device())
+        every_count = [torch.empty_like(counts) for _ in range(self.world)]
+        dist.all_gather(every_count, counts)
+        payload = torch.cat([torch.cat([g.indices()[0].double(), g.values().double().flatten()])
+                             for g in grads])
+        size = max(_payload_size(c, tables) for c in every_count)
+        gathered = [torch.empty(size, dtype=torch.float64, device=payload.device)
+                    for _ in range(self.world)]
+        dist.all_gather(gathered, torch.nn.functional.pad(payload, (0, size - len(payload))))
+        parts = [_unpack(g, c, tables) for g, c in zip(gathered, every_count, strict=True)]
+        for k, p in enumerate(tables):
+            rows = torch.cat([part[k][0] for part in parts])
+            values = torch.cat([part[k][1] for part in parts]) / self.world
+            p.grad = torch.sparse_coo_tensor(rows[None], values.to(p.dtype), p.shape).coalesce()
 
     def shard(self, batches: list[np.ndarray]) -> list[np.ndarray]:
-        """This rank's batches. All ranks get the same number (DDP steps together): the
-        largest batches are halved until the count divides by the world size."""
-        if self.world == 1:
-            return batches
-        batches = list(batches)
-        while len(batches) % self.world:
-            i = max(range(len(batches)), key=lambda k: len(batches[k]))
-            if len(batches[i]) < 2:
-                raise ConfigError(
-                    f"{sum(map(len, batches))} training sequences cannot be shared by "
-                    f"{self.world} processes; use fewer processes"
-                )
-            half = len(batches[i]) // 2
-            batches[i : i + 1] = [batches[i][:half], batches[i][half:]]
+        """This rank's batches of an epoch's (`length_batches(..., ranks=world)`): the same
+        number on every rank, since DDP steps together."""
+        if len(batches) % self.world:
+            raise ValueError(f"{len(batches)} batches do not divide among {self.world} ranks")
         return batches[self.rank :: self.world]
 
     def own_stream(self, rng: np.random.Generator) -> np.random.Generator:
@@ -106,6 +119,36 @@ class Cluster:
         if self.backend == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
+
+
+def _is_table(net: torch.nn.Module, name: str) -> bool:
+    owner = net.get_submodule(name.rpartition(".")[0])
+    return isinstance(owner, (torch.nn.Embedding, torch.nn.EmbeddingBag))
+
+
+def _coalesced(table: torch.nn.Parameter) -> torch.Tensor:
+    if table.grad is None:  # untouched this step: no rows
+        return torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.long),
+                                       torch.zeros((0, table.shape[1])), table.shape,
+                                       device=table.device)
+    return table.grad.coalesce()
+
+
+def _payload_size(counts: torch.Tensor, tables: list[torch.nn.Parameter]) -> int:
+    return sum(int(n) * (1 + p.shape[1]) for n, p in zip(counts.tolist(), tables, strict=True))
+
+
+def _unpack(
+    payload: torch.Tensor, counts: torch.Tensor, tables: list[torch.nn.Parameter]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One rank's (rows, values) per table, from its gathered payload."""
+    out, at = [], 0
+    for n, p in zip(counts.tolist(), tables, strict=True):
+        rows = payload[at : at + n].long()
+        values = payload[at + n : at + n * (1 + p.shape[1])].view(n, p.shape[1])
+        out.append((rows, values))
+        at += n * (1 + p.shape[1])
+    return out
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from starcast.config import LSTMConfig
+from starcast.errors import ConfigError
 from starcast.features.prefixes import PrefixQueries
 from starcast.features.sequences import Sequences
 from starcast.training.distributed import Cluster
@@ -28,15 +29,34 @@ class TrainLog:
 
 
 def length_batches(
-    seqs: Sequences, batch_size: int, rng: np.random.Generator | None = None
+    seqs: Sequences, batch_size: int, rng: np.random.Generator | None = None, ranks: int = 1
 ) -> list[np.ndarray]:
-    """Groups of sequences of similar length (little padding); shuffled when `rng` is given."""
+    """Groups of sequences of similar length (little padding); shuffled when `rng` is given.
+
+    For `ranks` data-parallel processes the count is a multiple of `ranks`, and each run of
+    `ranks` consecutive batches (one step: batch k goes to rank k % ranks) holds neighbours in
+    length, so no rank waits long for another.
+    """
     lengths = seqs.lengths
     jitter = rng.random(len(lengths)) if rng is not None else np.zeros(len(lengths))
     order = np.lexsort((jitter, lengths))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = _divisible([order[i : i + batch_size] for i in range(0, len(order), batch_size)],
+                         ranks)
+    steps = [batches[i : i + ranks] for i in range(0, len(batches), ranks)]
     if rng is not None:
-        rng.shuffle(batches)
+        rng.shuffle(steps)
+    return [ids for step in steps for ids in step]
+
+
+def _divisible(batches: list[np.ndarray], ranks: int) -> list[np.ndarray]:
+    """Halve the largest batches until their count divides by `ranks`."""
+    while len(batches) % ranks:
+        i = max(range(len(batches)), key=lambda k: len(batches[k]))
+        if len(batches[i]) < 2:
+            raise ConfigError(f"{sum(map(len, batches))} training sequences cannot be shared "
+                              f"by {ranks} processes; use fewer processes")
+        half = len(batches[i]) // 2
+        batches[i : i + 1] = [batches[i][:half], batches[i][half:]]
     return batches
 
 
@@ -170,21 +190,20 @@ def _bounded(
     return out
 
 
-def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Optimizer]:
-    """AdamW for the dense weights; for the embedding tables, SparseAdam when their gradients
-    are sparse (only the rows a batch touched move), else Adam at the same rate."""
+def _tables(net: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The embedding tables' weights: sparse gradients, only the rows a batch touched."""
     kinds = (torch.nn.Embedding, torch.nn.EmbeddingBag)
-    tables = [m for m in net.modules() if isinstance(m, kinds)]
-    table_ids = {id(p) for m in tables for p in m.parameters()}
+    return [p for m in net.modules() if isinstance(m, kinds) for p in m.parameters()]
+
+
+def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Optimizer]:
+    tables = _tables(net)
+    table_ids = {id(p) for p in tables}
     dense = [p for p in net.parameters() if id(p) not in table_ids]
-    optimizers: list[torch.optim.Optimizer] = [
-        torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)
+    return [
+        torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay),
+        torch.optim.SparseAdam(tables, lr=config.lr_embedding),
     ]
-    for sparse, kind in ((True, torch.optim.SparseAdam), (False, torch.optim.Adam)):
-        params = [p for m in tables if m.sparse == sparse for p in m.parameters()]
-        if params:
-            optimizers.append(kind(params, lr=config.lr_embedding))
-    return optimizers
 
 
 def train_sequences(
@@ -207,7 +226,7 @@ def train_sequences(
     Under torchrun (`cluster`), each rank steps through its shard of every epoch's batches;
     `autocast`: the dtype of the forward pass (mixed precision), None for float32.
     """
-    optimizers = _optimizers(net, config)
+    optimizers, tables = _optimizers(net, config), _tables(net)
     # (a batch whose targets have no item window leaves the item GRU unused)
     model = cluster.wrap(net, some_unused=config.item_window > 0)
     dropout_rng = cluster.own_stream(rng)
@@ -223,7 +242,7 @@ def train_sequences(
     for epoch in range(1, epochs + 1):
         net.train()
         total, count = 0.0, 0
-        for ids in cluster.shard(length_batches(train, config.batch_size, rng)):
+        for ids in cluster.shard(length_batches(train, config.batch_size, rng, cluster.world)):
             batch = train.pad(ids, device)
             carry.attach(batch, ids)
             _drop_items(batch, config.item_dropout, dropout_rng, device)
@@ -233,6 +252,7 @@ def train_sequences(
             for opt in optimizers:
                 opt.zero_grad()
             loss.backward()
+            cluster.average_rows(tables)
             for opt in optimizers:
                 opt.step()
             n = int(batch["mask"].sum())
