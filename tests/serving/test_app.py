@@ -10,6 +10,7 @@ from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.serving.app import create_app
 from starcast.serving.online import OnlineForecaster
+from starcast.errors import StarcastError
 from starcast.serving.store import Store
 
 
@@ -150,3 +151,29 @@ def test_oversized_requests_get_413(trained, tmp_path) -> None:
     reply = api.post("/v1/events", json=huge)
     assert reply.status_code == 413 and "limit" in reply.text
     assert api.get("/v1/users/u").json()["events"] == 0
+
+
+def test_rated_pairs_answer_as_batch_predict_which_hides_their_own_rating(trained, tmp_path):
+    model, history, _ = trained
+    api = client(model, tmp_path / "s.db")
+    ordered = history.sort(["ts", "user", "item"])
+    head, tail = ordered.head(ordered.height - 300), ordered.tail(300)
+    OnlineForecaster(model, Store(tmp_path / "s.db")).initialise(head)
+    assert api.post("/v1/events", json={"events": as_events(tail)}).status_code == 200
+    ts = int(history["ts"].max()) + 3600
+    rated = pl.concat([head.head(100), tail.head(100)]).select(
+        "user", "item", pl.lit(ts).alias("ts"))  # rated in the initial history, then posted
+    served = api.post("/v1/predict", json={"queries": rated.to_dicts()}).json()["predictions"]
+    got = np.array([p["prediction"] for p in served])
+    assert np.abs(got - model.predict(history, rated)["prediction"].to_numpy()).max() < 1e-5
+
+
+def test_a_state_file_from_an_earlier_layout_is_refused_by_name(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (user TEXT PRIMARY KEY, n INTEGER NOT NULL, last_ts "
+                   "INTEGER, last_item TEXT, resid_sum REAL NOT NULL, h BLOB, c BLOB)")
+    with pytest.raises(StarcastError, match="old.db: a state file from an earlier starcast"):
+        Store(path)

@@ -23,7 +23,7 @@ from starcast.features.sequences import DAY, RECENT, RESIDUAL, training_sequence
 from starcast.features.vocab import COLD
 from starcast.forecaster import Forecaster
 from starcast.models.lstm import LSTMModel
-from starcast.serving.store import ItemState, Store, UserState, write_item, write_user
+from starcast.serving.store import SEP, ItemState, Store, UserState, write_item, write_user
 from starcast.training.trainer import length_batches
 
 
@@ -118,6 +118,7 @@ class OnlineForecaster:
                  event.rating, gap)
             )
         user.n, user.last_ts, user.last_item = user.n + 1, event.ts, event.item
+        user.add_rated(event.item)
         user.resid_sum += resid
         item.n += 1
         item.last_ts = event.ts if item.last_ts is None else max(item.last_ts, event.ts)
@@ -192,9 +193,12 @@ class OnlineForecaster:
         if events.is_empty():
             return {}
         indexed = self._indexed(events).sort([USER, TS, ITEM])
+        if indexed[ITEM].str.contains(SEP, literal=True).any():
+            raise StarcastError("an item id contains the reserved character \\x1f")
         summary = indexed.group_by(USER, maintain_order=True).agg(
             pl.len().alias("n"), pl.col(TS).last(), pl.col(ITEM).last(),
             pl.col(RESIDUAL).sum() if self.recurrent else pl.lit(0.0).alias(RESIDUAL),
+            pl.col(ITEM).str.join(SEP).alias("rated"),
         )
         h = c = [None] * summary.height
         if self.recurrent:
@@ -202,7 +206,7 @@ class OnlineForecaster:
                                       max_len=indexed.height + 1)
             h, c = _run_to_end(self.model.net_, seqs)
         return {
-            row[0]: UserState(row[1], row[2], row[3], row[4], h[k], c[k])
+            row[0]: UserState(row[1], row[2], row[3], row[4], h[k], c[k], row[5])
             for k, row in enumerate(summary.iter_rows())
         }
 
@@ -244,11 +248,10 @@ class OnlineForecaster:
         )
         u_last = np.array([_last(users[n]) for n in names_u])[at["_u"].to_numpy()]
         i_last = np.array([_last(items[n]) for n in names_i])[at["_i"].to_numpy()]
-        seen = self.store.pairs_seen(zip(user_ids, item_ids, strict=True))
+        rated = np.array([users[u].has_rated(i) for u, i in zip(user_ids, item_ids, strict=True)],
+                         dtype=bool)
         ts = at[TS].to_numpy()
-        exact = (ts >= u_last) & (ts >= i_last) & ~np.array(
-            [pair in seen for pair in zip(user_ids, item_ids, strict=True)], dtype=bool
-        )
+        exact = (ts >= u_last) & (ts >= i_last) & ~rated
         if exact.all():
             return self._served(at, users, names_u, items, names_i).drop("_query", "_u", "_i")
         parts = [self._served(at.filter(pl.Series(exact)), users, names_u, items, names_i),
@@ -270,7 +273,8 @@ class OnlineForecaster:
         net = self.model.net_
         u_states = [users[n] for n in names_u]
         i_states = [items[n] for n in names_i]
-        h = torch.stack([self._start(s)[0] for s in u_states])
+        start = net.h0[0, 0].detach().numpy()
+        h = torch.from_numpy(np.stack([start if s.h is None else s.h for s in u_states]))
         per_user = np.array([[s.resid_sum, s.n, s.last_ts or 0] for s in u_states], dtype=float)
         per_item = np.array([[s.resid_sum, s.n, sum(r[2] for r in s.recent), len(s.recent)]
                              for s in i_states], dtype=float)

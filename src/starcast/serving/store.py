@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from starcast.errors import StarcastError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -27,11 +29,14 @@ CREATE INDEX IF NOT EXISTS events_by_user ON events (user, item);
 CREATE INDEX IF NOT EXISTS events_by_item ON events (item);
 CREATE TABLE IF NOT EXISTS users (
     user TEXT PRIMARY KEY, n INTEGER NOT NULL, last_ts INTEGER, last_item TEXT,
-    resid_sum REAL NOT NULL, h BLOB, c BLOB);
+    resid_sum REAL NOT NULL, h BLOB, c BLOB, rated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     item TEXT PRIMARY KEY, n INTEGER NOT NULL, last_ts INTEGER, resid_sum REAL NOT NULL,
     recent TEXT NOT NULL);
 """
+
+
+SEP = "\x1f"  # between the items a user rated (ASCII unit separator; refused inside ids)
 
 
 @dataclass
@@ -42,6 +47,15 @@ class UserState:
     resid_sum: float = 0.0
     h: np.ndarray | None = None  # float32 [hidden]; None: the model's learned start state
     c: np.ndarray | None = None
+    rated: str = ""  # every item the user rated, SEP-joined: the pair check costs no query
+
+    def has_rated(self, item: str) -> bool:
+        return f"{SEP}{item}{SEP}" in f"{SEP}{self.rated}{SEP}"
+
+    def add_rated(self, item: str) -> None:
+        if SEP in item:
+            raise StarcastError(f"item id {item!r} contains the reserved character \\x1f")
+        self.rated = f"{self.rated}{SEP}{item}" if self.rated else item
 
 
 @dataclass
@@ -61,6 +75,11 @@ class Store:
         self._local = threading.local()
         with self.lock:
             self.db.executescript(SCHEMA)  # (executescript commits on its own)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(users)")}
+        if "rated" not in columns:
+            raise StarcastError(f"{self.path}: a state file from an earlier starcast (its users "
+                                "table has no rated items); create a new one with "
+                                "`starcast state init`")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -92,8 +111,20 @@ class Store:
 
     def users(self, names: Iterable[str]) -> dict[str, UserState]:
         names = list(dict.fromkeys(names))
-        rows = self._select("users", "user", names, "n, last_ts, last_item, resid_sum, h, c")
-        return {name: _user(rows.get(name)) for name in names}
+        rows = self._select("users", "user", names,
+                            "n, last_ts, last_item, resid_sum, rated, h, c")
+        stored = [name for name in names if name in rows and rows[name][5] is not None]
+        # the states of all users in one decode: rows of two matrices, not an array per blob
+        h = _matrix([rows[name][5] for name in stored])
+        c = _matrix([rows[name][6] for name in stored])
+        out = {}
+        for name in names:
+            n, last_ts, last_item, resid_sum, rated = rows[name][:5] if name in rows else (
+                0, None, None, 0.0, "")
+            out[name] = UserState(n, last_ts, last_item, resid_sum, rated=rated)
+        for k, name in enumerate(stored):
+            out[name].h, out[name].c = h[k], c[k]
+        return out
 
     def items(self, names: Iterable[str]) -> dict[str, ItemState]:
         names = list(dict.fromkeys(names))
@@ -105,11 +136,6 @@ class Store:
                 row[0], row[1], row[2], [tuple(r) for r in json.loads(row[3])]
             )
         return out
-
-    def pairs_seen(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (user, item) pairs already have an event (one index probe each)."""
-        probe = "SELECT 1 FROM events WHERE user = ? AND item = ? LIMIT 1"
-        return {pair for pair in set(pairs) if self.db.execute(probe, pair).fetchone()}
 
     def events_of(self, users: Iterable[str] = (), items: Iterable[str] = ()) -> list[tuple]:
         """(user, item, rating, ts) of every stored event of these users or items."""
@@ -124,8 +150,8 @@ class Store:
 
     def _select(self, table: str, key: str, names: list[str], columns: str) -> dict[str, tuple]:
         rows = {}
-        for start in range(0, len(names), 500):  # SQLite caps bound parameters
-            chunk = names[start : start + 500]
+        for start in range(0, len(names), 5000):  # SQLite caps bound parameters (32766)
+            chunk = names[start : start + 5000]
             marks = ",".join("?" * len(chunk))
             query = f"SELECT {key}, {columns} FROM {table} WHERE {key} IN ({marks})"
             rows |= {r[0]: r[1:] for r in self.db.execute(query, chunk)}
@@ -134,9 +160,9 @@ class Store:
 
 def write_user(db: sqlite3.Connection, name: str, state: UserState) -> None:
     db.execute(
-        "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (name, state.n, state.last_ts, state.last_item, state.resid_sum,
-         _blob(state.h), _blob(state.c)),
+         _blob(state.h), _blob(state.c), state.rated),
     )
 
 
@@ -147,16 +173,12 @@ def write_item(db: sqlite3.Connection, name: str, state: ItemState) -> None:
     )
 
 
-def _user(row: tuple | None) -> UserState:
-    if row is None:
-        return UserState()
-    n, last_ts, last_item, resid_sum, h, c = row
-    return UserState(n, last_ts, last_item, resid_sum, _array(h), _array(c))
-
-
 def _blob(values: np.ndarray | None) -> bytes | None:
     return None if values is None else np.asarray(values, dtype=np.float32).tobytes()
 
 
-def _array(blob: bytes | None) -> np.ndarray | None:
-    return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
+def _matrix(blobs: list[bytes]) -> np.ndarray:
+    """[len(blobs), hidden] float32, writable, from equal-sized blobs."""
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1).copy()
