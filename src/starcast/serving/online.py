@@ -233,74 +233,71 @@ class OnlineForecaster:
                 "cold": bool(state.n == 0 and not known)}
 
     def predict(self, queries: pl.DataFrame) -> pl.DataFrame:
-        """One row per query, in order, as `Forecaster.predict` with the stored history."""
-        queries = queries.select(USER, ITEM, TS).with_row_index("_query")
+        """One row per query, in order, as `Forecaster.predict` with the stored history.
+
+        Plain lists and arrays until the one frame of the answer: a 1-query request is
+        dominated by fixed costs, and each DataFrame operation is one of them.
+        """
+        queries = queries.select(USER, ITEM, TS)
         if not self.recurrent:
-            return self._batch(queries).drop("_query")
+            return self._batch(queries)
         user_ids, item_ids = queries[USER].to_list(), queries[ITEM].to_list()
+        ts = queries[TS].to_numpy()
         names_u, names_i = list(dict.fromkeys(user_ids)), list(dict.fromkeys(item_ids))
         users, items = self.store.users(names_u), self.store.items(names_i)
+        u_states, i_states = [users[n] for n in names_u], [items[n] for n in names_i]
         pos_u = {n: k for k, n in enumerate(names_u)}
         pos_i = {n: k for k, n in enumerate(names_i)}
-        at = queries.with_columns(
-            pl.Series("_u", [pos_u[n] for n in user_ids], dtype=pl.Int64),
-            pl.Series("_i", [pos_i[n] for n in item_ids], dtype=pl.Int64),
-        )
-        u_last = np.array([_last(users[n]) for n in names_u])[at["_u"].to_numpy()]
-        i_last = np.array([_last(items[n]) for n in names_i])[at["_i"].to_numpy()]
-        rated = np.array([users[u].has_rated(i) for u, i in zip(user_ids, item_ids, strict=True)],
+        u = np.array([pos_u[n] for n in user_ids], dtype=np.int64)
+        i = np.array([pos_i[n] for n in item_ids], dtype=np.int64)
+        index = np.array([self._index.get(n, COLD) for n in item_ids], dtype=np.int64)
+        mean, probs = self._served(u_states, i_states, u, i, index, item_ids, ts)
+        unknown = np.array([s.n == 0 and n not in self._trained_users
+                            for n, s in zip(names_u, u_states, strict=True)], dtype=bool)
+        cold = (index == COLD) | unknown[u]
+        rated = np.array([users[a].has_rated(b) for a, b in zip(user_ids, item_ids, strict=True)],
                          dtype=bool)
-        ts = at[TS].to_numpy()
-        exact = (ts >= u_last) & (ts >= i_last) & ~rated
-        if exact.all():
-            return self._served(at, users, names_u, items, names_i).drop("_query", "_u", "_i")
-        parts = [self._served(at.filter(pl.Series(exact)), users, names_u, items, names_i),
-                 self._batch(queries.filter(pl.Series(~exact)))]
-        return pl.concat(parts, how="diagonal_relaxed").sort("_query").drop("_query", "_u", "_i",
-                                                                           strict=False)
+        exact = ((ts >= np.array([_last(s) for s in u_states])[u])
+                 & (ts >= np.array([_last(s) for s in i_states])[i]) & ~rated)
+        if not exact.all():  # the stored state is not what these queries may see
+            rows = np.flatnonzero(~exact)
+            batch = self._batch(queries[rows])
+            mean[rows], cold[rows] = batch["prediction"].to_numpy(), batch["cold"].to_numpy()
+            if probs is not None:
+                probs[rows] = batch.select(f"p{k + 1}" for k in range(probs.shape[1])).to_numpy()
+        out = {USER: user_ids, ITEM: item_ids, TS: ts, "prediction": mean, "cold": cold}
+        if probs is not None:
+            out |= {f"p{k + 1}": probs[:, k] for k in range(probs.shape[1])}
+        return pl.DataFrame(out, schema_overrides={USER: pl.Utf8, ITEM: pl.Utf8, TS: pl.Int64})
 
     def _batch(self, queries: pl.DataFrame) -> pl.DataFrame:
         rows = self.store.events_of(users=queries[USER], items=queries[ITEM])
-        predicted = self.forecaster.predict(_frame(rows), queries)
-        return predicted.with_columns(queries["_query"])
+        return self.forecaster.predict(_frame(rows), queries)
 
     @torch.no_grad()
-    def _served(self, at: pl.DataFrame, users: dict, names_u: list, items: dict,
-                names_i: list) -> pl.DataFrame:
-        """The head over stored states: per unique user and item once, then per query."""
-        if at.is_empty():
-            return at
+    def _served(
+        self, u_states: list[UserState], i_states: list[ItemState], u: np.ndarray,
+        i: np.ndarray, index: np.ndarray, item_ids: list[str], ts: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(prediction, probabilities) of the head over the stored states, for query k of
+        user `u_states[u[k]]` and item `i_states[i[k]]` (model index `index[k]`)."""
         net = self.model.net_
-        u_states = [users[n] for n in names_u]
-        i_states = [items[n] for n in names_i]
         start = net.h0[0, 0].detach().numpy()
         h = torch.from_numpy(np.stack([start if s.h is None else s.h for s in u_states]))
         per_user = np.array([[s.resid_sum, s.n, s.last_ts or 0] for s in u_states], dtype=float)
         per_item = np.array([[s.resid_sum, s.n, sum(r[2] for r in s.recent), len(s.recent)]
                              for s in i_states], dtype=float)
-        u, i = at["_u"].to_numpy(), at["_i"].to_numpy()
-        item_ids = at[ITEM].to_list()
         feats = torch.as_tensor(np.column_stack([per_user[u, :2], per_item[i]]),
                                 dtype=torch.float32)
-        since = np.maximum(at[TS].to_numpy() - per_user[u, 2], 0) / DAY
+        since = np.maximum(ts - per_user[u, 2], 0) / DAY
         gap = torch.as_tensor(np.where(per_user[u, 1] > 0, np.log1p(since), 0.0),
                               dtype=torch.float32)
-        index = torch.tensor([self._index.get(n, COLD) for n in item_ids])
         side = torch.tensor([self._side.get(n, 0) for n in item_ids])
-        emb, bias = net.item_representation(index, side)
-        mean, probs = net.head(h[torch.tensor(u)], emb, bias, feats, gap)
+        emb, bias = net.item_representation(torch.from_numpy(index), side)
+        mean, probs = net.head(h[torch.from_numpy(u)], emb, bias, feats, gap)
         scale = self.forecaster.scale
-        unknown_user = np.array([n not in self._trained_users for n in at[USER].to_list()])
-        cold = (index.numpy() == COLD) | (unknown_user & (per_user[u, 1] == 0))
-        out = at.with_columns(
-            pl.Series("prediction", np.clip(mean.double().numpy(), scale.low, scale.high)),
-            pl.Series("cold", cold),
-        )
-        if probs is not None:
-            out = out.with_columns(
-                pl.Series(f"p{k + 1}", probs[:, k].double().numpy()) for k in range(probs.shape[1])
-            )
-        return out
+        point = np.clip(mean.double().numpy(), scale.low, scale.high)
+        return point, None if probs is None else probs.double().numpy()
 
 
 def _last(state: UserState | ItemState) -> int:
