@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/serve/run.py [--events 100000] [--requests 400]
 
 It trains a model on synthetic data, starts `starcast serve` with the states computed from the
-history (`--history`), then for concurrency 1, 8 and 32 sends a fixed number of requests of
+history (`--history`), with 1 and then 2 worker processes (`--workers`), and for each, for
+concurrency 1, 8 and 32, sends a fixed number of requests of
 each kind: predict with 1 query, predict with 100, and events (1 and 100 per request, every
 worker posting its own users in time order). One more measures a single predict of 10,000
 queries. Results: benchmarks/serve/results.json, with the machine they ran on.
@@ -36,21 +37,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--workers", default="1,2", help="server processes, one run each")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     data = generate(SynthConfig(users=args.events // 25, items=args.events // 100,
                                 events=args.events, seed=0))
     Forecaster("lstm", seed=0, epochs=1).fit(data.events, None).save(work / "model")
     data.events.write_parquet(work / "history.parquet")
-    RATED.update(data.events.select("user", "item").iter_rows())
-    server, url = _start(work)
-    try:
-        result = {"machine": _machine(), "history_events": args.events,
-                  "requests_per_level": args.requests, "levels": _measure(url, data, args)}
-        result["batch_10000"] = _big_batch(url, data)
-    finally:
-        server.kill()
-    OUT.write_text(json.dumps(result, indent=2))
+    result = {"machine": _machine(), "history_events": args.events,
+              "requests_per_level": args.requests, "runs": []}
+    for workers in map(int, args.workers.split(",")):
+        RATED.clear()
+        RATED.update(data.events.select("user", "item").iter_rows())
+        (work / "state.db").unlink(missing_ok=True)
+        server, url = _start(work, workers)
+        try:
+            result["runs"].append({"workers": workers, "levels": _measure(url, data, args),
+                                   "batch_10000": _big_batch(url, data)})
+        finally:
+            server.terminate()
+            server.wait()
+        OUT.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
@@ -176,14 +183,14 @@ def _big_batch(url: str, data) -> dict:
     return {"queries": 10_000, "ms_each_of_5": timings, "median_ms": float(np.median(timings))}
 
 
-def _start(work: Path):
+def _start(work: Path, workers: int):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "starcast", "serve", "--model", str(work / "model"),
          "--state", str(work / "state.db"), "--history", str(work / "history.parquet"),
-         "--port", str(port)],
+         "--port", str(port), "--workers", str(workers)],
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

@@ -365,19 +365,29 @@ def serve(
     token: Annotated[
         str | None, typer.Option(envvar="STARCAST_TOKEN", help="Bearer token for writes.")
     ] = None,
+    workers: Annotated[int, typer.Option(help="Server processes (one core each).")] = 1,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """Serve predictions over HTTP, keeping every customer's state current (docs at /docs)."""
+    import os
+
     import torch
     import uvicorn
 
-    torch.set_num_threads(1)  # requests run in parallel threads: one core each, no oversubscription
+    torch.set_num_threads(1)  # one core per server process
     from starcast.serving.app import app_from_files
 
     events = _read_plain(history, fmt, strict) if history else None
-    service = app_from_files(model, state, events, token)
-    uvicorn.run(service, host=host, port=port, log_level="warning")
+    service = app_from_files(model, state, events, token)  # (computes the states, once)
+    if workers == 1:
+        uvicorn.run(service, host=host, port=port, log_level="warning")
+        return
+    os.environ.update(STARCAST_MODEL=str(model), STARCAST_STATE=str(state))
+    if token is not None:
+        os.environ["STARCAST_TOKEN"] = token
+    uvicorn.run("starcast.serving.app:app_from_environment", factory=True, workers=workers,
+                host=host, port=port, log_level="warning")
 
 
 @state_app.command("init")

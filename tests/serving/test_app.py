@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 from starcast import Forecaster
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
+from starcast.errors import StarcastError
 from starcast.serving.app import create_app
 from starcast.serving.online import OnlineForecaster
-from starcast.errors import StarcastError
 from starcast.serving.store import Store
 
 

@@ -1,4 +1,5 @@
-"""A real server process, killed with SIGKILL mid-stream, restarted on the same state file."""
+"""Real server processes: killed with SIGKILL mid-stream and restarted on the same state
+file; several workers writing one state file."""
 
 import os
 import signal
@@ -24,10 +25,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(model, state, port):
+def start(model, state, port, *options: str):
     process = subprocess.Popen(
         [sys.executable, "-m", "starcast", "serve", "--model", str(model), "--state", str(state),
-         "--port", str(port)],
+         "--port", str(port), *options],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
@@ -93,3 +94,42 @@ def _try_post(url, frame) -> None:
         httpx.post(f"{url}/v1/events", json={"events": events_json(frame)}, timeout=30)
     except httpx.HTTPError:
         pass  # the server died under it: that is the point
+
+
+def test_workers_share_one_state_file_and_answer_as_batch_predict(tmp_path) -> None:
+    data = generate(SynthConfig(users=150, items=60, events=4_000, seed=10))
+    events = data.events.sort(["ts", "user", "item"])
+    model = Forecaster("lstm", seed=0, epochs=1).fit(events, None)
+    model.save(tmp_path / "model")
+    head, tail = events.head(3_000), events.tail(1_000)
+    head.write_parquet(tmp_path / "head.parquet")
+    process, url = start(tmp_path / "model", tmp_path / "state.db", free_port(),
+                         "--workers", "2", "--history", str(tmp_path / "head.parquet"))
+    try:
+        users = tail["user"].unique().sort().to_list()
+
+        def post(share: list[str]) -> None:  # each client its own users, in time order
+            mine = tail.filter(pl.col("user").is_in(share))
+            with httpx.Client(base_url=url, timeout=30) as client:
+                for s in range(0, mine.height, 50):
+                    batch = events_json(mine[s : s + 50])
+                    reply = client.post("/v1/events", json={"events": batch})
+                    assert reply.status_code == 200, reply.text
+
+        clients = [threading.Thread(target=post, args=(users[k::4],)) for k in range(4)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(timeout=60)
+        ts = int(events["ts"].max()) + 60
+        items = data.items["item"].to_list()
+        queries = pl.DataFrame({"user": users, "ts": ts,
+                                "item": [items[(7 * k) % len(items)] for k in range(len(users))]})
+        expected = model.predict(events, queries)["prediction"].to_numpy()
+        for _ in range(4):  # answered by either worker
+            got = httpx.post(f"{url}/v1/predict", json={"queries": queries.to_dicts()}).json()
+            served = np.array([p["prediction"] for p in got["predictions"]])
+            assert np.abs(served - expected).max() < 1e-5
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

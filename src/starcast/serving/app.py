@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,8 +71,9 @@ def create_app(
 
     app.add_middleware(_Guard, metrics=metrics)
 
-    @app.post("/v1/predict", response_class=Response)
-    async def predict(body: PredictRequest) -> Response:
+    @app.post("/v1/predict", response_class=Response, openapi_extra=_body_schema(PredictRequest))
+    async def predict(body: Annotated[PredictRequest, Depends(_parsed(PredictRequest))]
+                      ) -> Response:
         """Per query: prediction, cold, and probabilities when the model's head gives them."""
         _bounded(len(body.queries), MAX_QUERIES, "queries")
         now = int(time.time())
@@ -79,8 +83,9 @@ def create_app(
         )
         return _answers(online.predict(frame))
 
-    @app.post("/v1/events", dependencies=[Depends(authorised)])
-    async def events(body: EventsRequest) -> dict:
+    @app.post("/v1/events", dependencies=[Depends(authorised)],
+              openapi_extra=_body_schema(EventsRequest))
+    async def events(body: Annotated[EventsRequest, Depends(_parsed(EventsRequest))]) -> dict:
         """Store the events and advance their users' and items' states, in one transaction."""
         _bounded(len(body.events), MAX_EVENTS, "events")
         for k, e in enumerate(body.events):
@@ -146,6 +151,28 @@ class _Guard:
         self.metrics.observe(scope["method"], path, status, time.perf_counter() - started)
 
 
+def _parsed(schema: type[_Strict]) -> Callable[[Request], Awaitable[_Strict]]:
+    """The request body as `schema`, parsed and validated in one pass by pydantic-core: for a
+    10,000-query body about a third of the time of FastAPI's `json.loads` then validate.
+    Errors are FastAPI's own 422, each located under `body`."""
+
+    async def parse(request: Request) -> _Strict:
+        try:
+            return schema.model_validate_json(await request.body())
+        except ValidationError as err:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
+            ) from None
+
+    return parse
+
+
+def _body_schema(schema: type[_Strict]) -> dict:
+    """The OpenAPI request body of an endpoint that parses its own (see `_parsed`)."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": schema.model_json_schema()}}}}
+
+
 def _bounded(count: int, limit: int, field: str) -> None:
     if count > limit:
         raise HTTPException(413, f"{count} {field} in one request; at most {limit}")
@@ -174,3 +201,14 @@ def app_from_files(
     weights = (Path(model_dir) / WEIGHTS).read_bytes()
     version = f"{forecaster.config.model}-{hashlib.sha256(weights).hexdigest()[:12]}"
     return create_app(online, token, version)
+
+
+def app_from_environment() -> FastAPI:
+    """One worker process's app under `starcast serve --workers N` (uvicorn starts the workers
+    and calls this): the model and the state file are named by the environment the parent set.
+    Writers in different workers take turns through SQLite's own lock."""
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker
+    return app_from_files(os.environ["STARCAST_MODEL"], os.environ["STARCAST_STATE"],
+                          token=os.environ.get("STARCAST_TOKEN"))
