@@ -42,3 +42,14 @@ def test_duplicates_across_chunks_and_bad_lines_are_handled(tmp_path) -> None:
     assert done.report.bad_total == 1 and done.report.lines_read == 3_001
     assert done.report.kept == parquet.height
     assert parquet.filter((pl.col("user") == "u0") & (pl.col("item") == "i0"))["ts"].min() > 999
+
+
+def test_users_de_duplicated_in_groups_merge_into_the_same_events(tmp_path, data_dir) -> None:
+    raw = data_dir / "amazon" / "All_Beauty_5.json.gz"
+    done = convert(raw, tmp_path / "out", chunk_lines=1_000, group_events=1_000)  # 6 groups
+    parquet = pl.read_parquet(done.events)
+    assert parquet["ts"].is_sorted()
+    assert done.report.duplicates_removed == 1_177
+    expected = read_events(raw).events.sort(["ts", "user", "item"])
+    assert parquet.sort(["ts", "user", "item"]).equals(expected.select(parquet.columns))
+    assert not (tmp_path / "out" / "_staging").exists()
