@@ -23,7 +23,15 @@ from starcast.features.sequences import DAY, RECENT, RESIDUAL, training_sequence
 from starcast.features.vocab import COLD
 from starcast.forecaster import Forecaster
 from starcast.models.lstm import LSTMModel
-from starcast.serving.store import SEP, ItemState, Store, UserState, write_item, write_user
+from starcast.serving.store import (
+    SEP,
+    ItemState,
+    ItemSummary,
+    Store,
+    UserState,
+    write_item,
+    write_user,
+)
 from starcast.training.trainer import length_batches
 
 
@@ -244,7 +252,7 @@ class OnlineForecaster:
         user_ids, item_ids = queries[USER].to_list(), queries[ITEM].to_list()
         ts = queries[TS].to_numpy()
         names_u, names_i = list(dict.fromkeys(user_ids)), list(dict.fromkeys(item_ids))
-        users, items = self.store.users(names_u), self.store.items(names_i)
+        users, items = self.store.users(names_u), self.store.item_summaries(names_i)
         u_states, i_states = [users[n] for n in names_u], [items[n] for n in names_i]
         pos_u = {n: k for k, n in enumerate(names_u)}
         pos_i = {n: k for k, n in enumerate(names_i)}
@@ -276,7 +284,7 @@ class OnlineForecaster:
 
     @torch.no_grad()
     def _served(
-        self, u_states: list[UserState], i_states: list[ItemState], u: np.ndarray,
+        self, u_states: list[UserState], i_states: list[ItemSummary], u: np.ndarray,
         i: np.ndarray, index: np.ndarray, item_ids: list[str], ts: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(prediction, probabilities) of the head over the stored states, for query k of
@@ -285,8 +293,8 @@ class OnlineForecaster:
         start = net.h0[0, 0].detach().numpy()
         h = torch.from_numpy(np.stack([start if s.h is None else s.h for s in u_states]))
         per_user = np.array([[s.resid_sum, s.n, s.last_ts or 0] for s in u_states], dtype=float)
-        per_item = np.array([[s.resid_sum, s.n, sum(r[2] for r in s.recent), len(s.recent)]
-                             for s in i_states], dtype=float)
+        per_item = np.array([[s.resid_sum, s.n, s.recent_sum, s.recent_n] for s in i_states],
+                            dtype=float)
         feats = torch.as_tensor(np.column_stack([per_user[u, :2], per_item[i]]),
                                 dtype=torch.float32)
         since = np.maximum(ts - per_user[u, 2], 0) / DAY
@@ -300,7 +308,7 @@ class OnlineForecaster:
         return point, None if probs is None else probs.double().numpy()
 
 
-def _last(state: UserState | ItemState) -> int:
+def _last(state: UserState | ItemSummary) -> int:
     return -(2**62) if state.last_ts is None else state.last_ts
 
 

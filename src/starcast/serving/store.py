@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS users (
     resid_sum REAL NOT NULL, h BLOB, c BLOB, rated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     item TEXT PRIMARY KEY, n INTEGER NOT NULL, last_ts INTEGER, resid_sum REAL NOT NULL,
-    recent TEXT NOT NULL);
+    recent TEXT NOT NULL, recent_sum REAL NOT NULL, recent_n INTEGER NOT NULL);
 """
 
 
@@ -66,6 +66,17 @@ class ItemState:
     recent: list[tuple[int, int, float]] = field(default_factory=list)  # (ts, seq, residual)
 
 
+@dataclass
+class ItemSummary:
+    """What a prediction reads of an item: no list of recent events to decode."""
+
+    n: int = 0
+    last_ts: int | None = None
+    resid_sum: float = 0.0
+    recent_sum: float = 0.0
+    recent_n: int = 0
+
+
 class Store:
     """One SQLite file; a lock serialises writers (SQLite allows one at a time anyway)."""
 
@@ -75,11 +86,12 @@ class Store:
         self._local = threading.local()
         with self.lock:
             self.db.executescript(SCHEMA)  # (executescript commits on its own)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(users)")}
-        if "rated" not in columns:
-            raise StarcastError(f"{self.path}: a state file from an earlier starcast (its users "
-                                "table has no rated items); create a new one with "
-                                "`starcast state init`")
+        users = {row[1] for row in self.db.execute("PRAGMA table_info(users)")}
+        items = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
+        if "rated" not in users or "recent_sum" not in items:
+            raise StarcastError(f"{self.path}: a state file from an earlier starcast (no rated "
+                                "items per user or recent sums per item); create a new one "
+                                "with `starcast state init`")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -137,6 +149,12 @@ class Store:
             )
         return out
 
+    def item_summaries(self, names: Iterable[str]) -> dict[str, ItemSummary]:
+        names = list(dict.fromkeys(names))
+        rows = self._select("items", "item", names, "n, last_ts, resid_sum, recent_sum, recent_n")
+        return {name: ItemSummary(*rows[name]) if name in rows else ItemSummary()
+                for name in names}
+
     def events_of(self, users: Iterable[str] = (), items: Iterable[str] = ()) -> list[tuple]:
         """(user, item, rating, ts) of every stored event of these users or items."""
         out = []
@@ -168,8 +186,9 @@ def write_user(db: sqlite3.Connection, name: str, state: UserState) -> None:
 
 def write_item(db: sqlite3.Connection, name: str, state: ItemState) -> None:
     db.execute(
-        "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
-        (name, state.n, state.last_ts, state.resid_sum, json.dumps(state.recent)),
+        "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (name, state.n, state.last_ts, state.resid_sum, json.dumps(state.recent),
+         sum(r[2] for r in state.recent), len(state.recent)),
     )
 
 
