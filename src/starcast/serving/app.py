@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import secrets
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import polars as pl
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starcast.forecaster import WEIGHTS, Forecaster
 from starcast.serving.metrics import Metrics
-from starcast.serving.online import Event, EventRejected, OnlineForecaster
+from starcast.serving.online import Answers, Event, EventRejected, OnlineForecaster
 from starcast.serving.store import Store
 
 MAX_QUERIES = 10_000
@@ -77,11 +79,9 @@ def create_app(
         """Per query: prediction, cold, and probabilities when the model's head gives them."""
         _bounded(len(body.queries), MAX_QUERIES, "queries")
         now = int(time.time())
-        frame = pl.DataFrame(
-            [(q.user, q.item, q.ts if q.ts is not None else now) for q in body.queries],
-            schema={"user": pl.Utf8, "item": pl.Utf8, "ts": pl.Int64}, orient="row",
-        )
-        return _answers(online.predict(frame))
+        users, items = [q.user for q in body.queries], [q.item for q in body.queries]
+        ts = np.array([now if q.ts is None else q.ts for q in body.queries], dtype=np.int64)
+        return _answers(users, items, ts, online.answer(users, items, ts))
 
     @app.post("/v1/events", dependencies=[Depends(authorised)],
               openapi_extra=_body_schema(EventsRequest))
@@ -178,14 +178,14 @@ def _bounded(count: int, limit: int, field: str) -> None:
         raise HTTPException(413, f"{count} {field} in one request; at most {limit}")
 
 
-def _answers(predictions: pl.DataFrame) -> Response:
+def _answers(users: list[str], items: list[str], ts: np.ndarray, answers: Answers) -> Response:
     """{"predictions": [{user, item, ts, prediction, cold, probabilities?}, ...]}, serialised by
     Polars: a 10,000-row answer costs milliseconds, not a Python object per field."""
-    probs = [c for c in predictions.columns if c.startswith("p") and c[1:].isdigit()]
-    columns = [pl.col("user", "item", "ts", "prediction", "cold")]
-    if probs:
-        columns.append(pl.concat_list(probs).alias("probabilities"))
-    rows = predictions.select(columns).write_json()
+    columns = {"user": users, "item": items, "ts": ts, "prediction": answers.prediction,
+               "cold": answers.cold}
+    if answers.probabilities is not None:
+        columns["probabilities"] = answers.probabilities.tolist()
+    rows = pl.DataFrame(columns, schema_overrides={"user": pl.Utf8, "item": pl.Utf8}).write_json()
     return Response(f'{{"predictions":{rows}}}', media_type="application/json")
 
 
@@ -200,7 +200,13 @@ def app_from_files(
         online.initialise(history)
     weights = (Path(model_dir) / WEIGHTS).read_bytes()
     version = f"{forecaster.config.model}-{hashlib.sha256(weights).hexdigest()[:12]}"
-    return create_app(online, token, version)
+    app = create_app(online, token, version)
+    # the model, vocabularies and app live as long as the process: out of the collector's
+    # sight, a full collection during a 10,000-query request no longer walks them (measured:
+    # that request from about 210-290 ms to about 120 ms in process)
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def app_from_environment() -> FastAPI:

@@ -52,6 +52,38 @@ class Event:
     event_id: str | None = None
 
 
+@dataclass
+class Answers:
+    """Per query: the prediction, the cold flag and (probabilistic heads) star probabilities."""
+
+    prediction: np.ndarray
+    cold: np.ndarray
+    probabilities: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> Answers:
+        """From a `Forecaster.predict` frame."""
+        stars = [c for c in frame.columns if c[0] == "p" and c[1:].isdigit()]
+        return cls(frame["prediction"].to_numpy().copy(), frame["cold"].to_numpy().copy(),
+                   frame.select(stars).to_numpy() if stars else None)
+
+    def put(self, rows: np.ndarray, other: Answers) -> None:
+        """Take `other`'s answers for these rows."""
+        self.prediction[rows], self.cold[rows] = other.prediction, other.cold
+        if self.probabilities is not None:
+            self.probabilities[rows] = other.probabilities
+
+    def frame(self, users: list[str], items: list[str], ts: np.ndarray) -> pl.DataFrame:
+        """The `Forecaster.predict` frame: user, item, ts, prediction, cold (+ p1..pK)."""
+        columns = {USER: users, ITEM: items, TS: ts, "prediction": self.prediction,
+                   "cold": self.cold}
+        if self.probabilities is not None:
+            columns |= {f"p{k + 1}": self.probabilities[:, k]
+                        for k in range(self.probabilities.shape[1])}
+        return pl.DataFrame(columns, schema_overrides={USER: pl.Utf8, ITEM: pl.Utf8,
+                                                       TS: pl.Int64})
+
+
 class OnlineForecaster:
     def __init__(self, forecaster: Forecaster, store: Store) -> None:
         self.forecaster, self.store = forecaster, store
@@ -241,16 +273,21 @@ class OnlineForecaster:
                 "cold": bool(state.n == 0 and not known)}
 
     def predict(self, queries: pl.DataFrame) -> pl.DataFrame:
-        """One row per query, in order, as `Forecaster.predict` with the stored history.
-
-        Plain lists and arrays until the one frame of the answer: a 1-query request is
-        dominated by fixed costs, and each DataFrame operation is one of them.
-        """
+        """One row per query, in order, as `Forecaster.predict` with the stored history."""
         queries = queries.select(USER, ITEM, TS)
         if not self.recurrent:
             return self._batch(queries)
-        user_ids, item_ids = queries[USER].to_list(), queries[ITEM].to_list()
+        users, items = queries[USER].to_list(), queries[ITEM].to_list()
         ts = queries[TS].to_numpy()
+        return self.answer(users, items, ts).frame(users, items, ts)
+
+    def answer(self, user_ids: list[str], item_ids: list[str], ts: np.ndarray) -> Answers:
+        """`predict`'s answers as arrays, with no DataFrame on the way: a 1-query request is
+        made of fixed costs, and each DataFrame operation is one of them."""
+        if not self.recurrent:
+            return Answers.of(self._batch(pl.DataFrame(
+                {USER: user_ids, ITEM: item_ids, TS: ts},
+                schema={USER: pl.Utf8, ITEM: pl.Utf8, TS: pl.Int64})))
         names_u, names_i = list(dict.fromkeys(user_ids)), list(dict.fromkeys(item_ids))
         users, items = self.store.users(names_u), self.store.item_summaries(names_i)
         u_states, i_states = [users[n] for n in names_u], [items[n] for n in names_i]
@@ -259,24 +296,21 @@ class OnlineForecaster:
         u = np.array([pos_u[n] for n in user_ids], dtype=np.int64)
         i = np.array([pos_i[n] for n in item_ids], dtype=np.int64)
         index = np.array([self._index.get(n, COLD) for n in item_ids], dtype=np.int64)
-        mean, probs = self._served(u_states, i_states, u, i, index, item_ids, ts)
+        out = self._served(u_states, i_states, u, i, index, item_ids, ts)
         unknown = np.array([s.n == 0 and n not in self._trained_users
                             for n, s in zip(names_u, u_states, strict=True)], dtype=bool)
-        cold = (index == COLD) | unknown[u]
+        out.cold = (index == COLD) | unknown[u]
         rated = np.array([users[a].has_rated(b) for a, b in zip(user_ids, item_ids, strict=True)],
                          dtype=bool)
         exact = ((ts >= np.array([_last(s) for s in u_states])[u])
                  & (ts >= np.array([_last(s) for s in i_states])[i]) & ~rated)
         if not exact.all():  # the stored state is not what these queries may see
             rows = np.flatnonzero(~exact)
-            batch = self._batch(queries[rows])
-            mean[rows], cold[rows] = batch["prediction"].to_numpy(), batch["cold"].to_numpy()
-            if probs is not None:
-                probs[rows] = batch.select(f"p{k + 1}" for k in range(probs.shape[1])).to_numpy()
-        out = {USER: user_ids, ITEM: item_ids, TS: ts, "prediction": mean, "cold": cold}
-        if probs is not None:
-            out |= {f"p{k + 1}": probs[:, k] for k in range(probs.shape[1])}
-        return pl.DataFrame(out, schema_overrides={USER: pl.Utf8, ITEM: pl.Utf8, TS: pl.Int64})
+            asked = pl.DataFrame({USER: [user_ids[r] for r in rows],
+                                  ITEM: [item_ids[r] for r in rows], TS: ts[rows]},
+                                 schema={USER: pl.Utf8, ITEM: pl.Utf8, TS: pl.Int64})
+            out.put(rows, Answers.of(self._batch(asked)))
+        return out
 
     def _batch(self, queries: pl.DataFrame) -> pl.DataFrame:
         rows = self.store.events_of(users=queries[USER], items=queries[ITEM])
@@ -286,9 +320,10 @@ class OnlineForecaster:
     def _served(
         self, u_states: list[UserState], i_states: list[ItemSummary], u: np.ndarray,
         i: np.ndarray, index: np.ndarray, item_ids: list[str], ts: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(prediction, probabilities) of the head over the stored states, for query k of
-        user `u_states[u[k]]` and item `i_states[i[k]]` (model index `index[k]`)."""
+    ) -> Answers:
+        """Predictions (and probabilities) of the head over the stored states, for query k of
+        user `u_states[u[k]]` and item `i_states[i[k]]` (model index `index[k]`); the cold
+        flags are the caller's."""
         net = self.model.net_
         start = net.h0[0, 0].detach().numpy()
         h = torch.from_numpy(np.stack([start if s.h is None else s.h for s in u_states]))
@@ -305,7 +340,8 @@ class OnlineForecaster:
         mean, probs = net.head(h[torch.from_numpy(u)], emb, bias, feats, gap)
         scale = self.forecaster.scale
         point = np.clip(mean.double().numpy(), scale.low, scale.high)
-        return point, None if probs is None else probs.double().numpy()
+        return Answers(point, np.zeros(len(point), dtype=bool),
+                       None if probs is None else probs.double().numpy())
 
 
 def _last(state: UserState | ItemSummary) -> int:
