@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from starcast import Forecaster
+from starcast.config import LSTMConfig, StarcastConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.errors import StarcastError
@@ -177,3 +178,23 @@ def test_a_state_file_from_an_earlier_layout_is_refused_by_name(tmp_path) -> Non
                    "INTEGER, last_item TEXT, resid_sum REAL NOT NULL, h BLOB, c BLOB)")
     with pytest.raises(StarcastError, match="old.db: a state file from an earlier starcast"):
         Store(path)
+
+
+@pytest.mark.parametrize("n", [7, 150])  # answers written by `json`, and by Polars
+def test_ordinal_probabilities_are_served_as_batch_predict_gives_them(tmp_path, n) -> None:
+    data = generate(SynthConfig(users=120, items=50, events=3_000, seed=5))
+    config = StarcastConfig(lstm=LSTMConfig(head="ordinal"))
+    model = Forecaster(config=config, seed=0, epochs=1).fit(data.events, None)
+    api = client(model, tmp_path / "s.db")
+    OnlineForecaster(model, Store(tmp_path / "s.db")).initialise(data.events)
+    queries = later_queries(data.events, data.events.tail(400)).head(n)
+    assert queries.height == n
+    got = api.post("/v1/predict", json={"queries": queries.to_dicts()}).json()["predictions"]
+    batch = model.predict(data.events, queries)
+    assert [p["user"] for p in got] == batch["user"].to_list()
+    assert [p["cold"] for p in got] == batch["cold"].to_list()
+    served = np.array([p["probabilities"] for p in got])
+    expected = batch.select(f"p{k}" for k in range(1, 6)).to_numpy()
+    assert served.shape == (len(queries), 5)
+    assert np.abs(served - expected).max() < 1e-5
+    assert np.abs(np.array([p["prediction"] for p in got]) - batch["prediction"]).max() < 1e-5
