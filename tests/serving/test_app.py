@@ -1,5 +1,8 @@
 """The service through its real app on a real SQLite file."""
 
+import asyncio
+
+import httpx
 import numpy as np
 import polars as pl
 import pytest
@@ -198,3 +201,25 @@ def test_ordinal_probabilities_are_served_as_batch_predict_gives_them(tmp_path, 
     assert served.shape == (len(queries), 5)
     assert np.abs(served - expected).max() < 1e-5
     assert np.abs(np.array([p["prediction"] for p in got]) - batch["prediction"]).max() < 1e-5
+
+
+def test_concurrent_predicts_share_calls_and_each_gets_its_own_answer(trained, tmp_path) -> None:
+    model, history, test = trained
+    online = OnlineForecaster(model, Store(tmp_path / "s.db"))
+    online.initialise(history)
+    calls, answer = [], online.answer
+    online.answer = lambda users, *rest: calls.append(len(users)) or answer(users, *rest)
+    app = create_app(online, None, "test")
+    queries = later_queries(history, test).head(20)
+
+    async def concurrently():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://starcast") as api:
+            return await asyncio.gather(*(api.post("/v1/predict", json={"queries": [q]})
+                                          for q in queries.to_dicts()))
+
+    replies = asyncio.run(concurrently())
+    got = np.array([r.json()["predictions"][0]["prediction"] for r in replies])
+    assert [r.json()["predictions"][0]["user"] for r in replies] == queries["user"].to_list()
+    assert np.abs(got - model.predict(history, queries)["prediction"].to_numpy()).max() < 1e-5
+    assert sum(calls) == 20 and len(calls) < 20, calls  # some requests were answered together

@@ -67,6 +67,12 @@ class Answers:
         return cls(frame["prediction"].to_numpy().copy(), frame["cold"].to_numpy().copy(),
                    frame.select(stars).to_numpy() if stars else None)
 
+    def rows(self, start: int, stop: int) -> Answers:
+        """The answers of queries start..stop-1."""
+        probs = self.probabilities
+        return Answers(self.prediction[start:stop], self.cold[start:stop],
+                       None if probs is None else probs[start:stop])
+
     def put(self, rows: np.ndarray, other: Answers) -> None:
         """Take `other`'s answers for these rows."""
         self.prediction[rows], self.cold[rows] = other.prediction, other.cold
