@@ -295,7 +295,8 @@ class OnlineForecaster:
                 {USER: user_ids, ITEM: item_ids, TS: ts},
                 schema={USER: pl.Utf8, ITEM: pl.Utf8, TS: pl.Int64})))
         names_u, names_i = list(dict.fromkeys(user_ids)), list(dict.fromkeys(item_ids))
-        users, items = self.store.users(names_u), self.store.item_summaries(names_i)
+        users = self.store.users(names_u, cells=False)
+        items = self.store.item_summaries(names_i)
         u_states, i_states = [users[n] for n in names_u], [items[n] for n in names_i]
         pos_u = {n: k for k, n in enumerate(names_u)}
         pos_i = {n: k for k, n in enumerate(names_i)}
@@ -306,8 +307,7 @@ class OnlineForecaster:
         unknown = np.array([s.n == 0 and n not in self._trained_users
                             for n, s in zip(names_u, u_states, strict=True)], dtype=bool)
         out.cold = (index == COLD) | unknown[u]
-        rated = np.array([users[a].has_rated(b) for a, b in zip(user_ids, item_ids, strict=True)],
-                         dtype=bool)
+        rated = _rated(user_ids, item_ids, users)
         exact = ((ts >= np.array([_last(s) for s in u_states])[u])
                  & (ts >= np.array([_last(s) for s in i_states])[i]) & ~rated)
         if not exact.all():  # the stored state is not what these queries may see
@@ -348,6 +348,18 @@ class OnlineForecaster:
         point = np.clip(mean.double().numpy(), scale.low, scale.high)
         return Answers(point, np.zeros(len(point), dtype=bool),
                        None if probs is None else probs.double().numpy())
+
+
+def _rated(user_ids: list[str], item_ids: list[str], users: dict[str, UserState]) -> np.ndarray:
+    """Whether each user already rated its item: the queries grouped by user, one scan of the
+    user's rated items per group rather than per query."""
+    asked: dict[str, list[int]] = {}
+    for k, name in enumerate(user_ids):
+        asked.setdefault(name, []).append(k)
+    out = np.zeros(len(user_ids), dtype=bool)
+    for name, rows in asked.items():
+        out[rows] = users[name].rated_among([f"{SEP}{item_ids[k]}{SEP}" for k in rows])
+    return out
 
 
 def _last(state: UserState | ItemSummary) -> int:

@@ -49,8 +49,10 @@ class UserState:
     c: np.ndarray | None = None
     rated: str = ""  # every item the user rated, SEP-joined: the pair check costs no query
 
-    def has_rated(self, item: str) -> bool:
-        return f"{SEP}{item}{SEP}" in f"{SEP}{self.rated}{SEP}"
+    def rated_among(self, wrapped: list[str]) -> list[bool]:
+        """Whether the user rated each of these items, given as SEP + item + SEP."""
+        padded = f"{SEP}{self.rated}{SEP}"
+        return [item in padded for item in wrapped]
 
     def add_rated(self, item: str) -> None:
         if SEP in item:
@@ -121,21 +123,25 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def users(self, names: Iterable[str]) -> dict[str, UserState]:
+    def users(self, names: Iterable[str], cells: bool = True) -> dict[str, UserState]:
+        """The users' states; `cells=False` leaves out the LSTM cell state `c` and the last
+        item, which only applying an event needs (a prediction reads `h`)."""
         names = list(dict.fromkeys(names))
-        rows = self._select("users", "user", names,
-                            "n, last_ts, last_item, resid_sum, rated, h, c")
-        stored = [name for name in names if name in rows and rows[name][5] is not None]
-        # the states of all users in one decode: rows of two matrices, not an array per blob
-        h = _matrix([rows[name][5] for name in stored])
-        c = _matrix([rows[name][6] for name in stored])
+        rows = self._select("users", "user", names, "n, last_ts, resid_sum, rated, h"
+                            + (", c, last_item" if cells else ""))
+        stored = [name for name in names if name in rows and rows[name][4] is not None]
+        # the states of all users in one decode: rows of matrices, not an array per blob
+        h = _matrix([rows[name][4] for name in stored])
+        c = _matrix([rows[name][5] for name in stored]) if cells else None
         out = {}
         for name in names:
-            n, last_ts, last_item, resid_sum, rated = rows[name][:5] if name in rows else (
-                0, None, None, 0.0, "")
-            out[name] = UserState(n, last_ts, last_item, resid_sum, rated=rated)
+            row = rows.get(name)
+            out[name] = UserState() if row is None else UserState(
+                row[0], row[1], row[6] if cells else None, row[2], rated=row[3])
         for k, name in enumerate(stored):
-            out[name].h, out[name].c = h[k], c[k]
+            out[name].h = h[k]
+            if cells:
+                out[name].c = c[k]
         return out
 
     def items(self, names: Iterable[str]) -> dict[str, ItemState]:
