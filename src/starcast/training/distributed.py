@@ -47,20 +47,23 @@ class Cluster:
     def main(self) -> bool:
         return self.rank == 0
 
-    def wrap(self, net: torch.nn.Module, some_unused: bool = False) -> torch.nn.Module:
+    def wrap(
+        self, net: torch.nn.Module, tables: list[torch.nn.Parameter], some_unused: bool = False
+    ) -> torch.nn.Module:
         """`net`, under DistributedDataParallel when there are several processes, for its
-        dense weights; the embedding tables are left to `average_rows` after each backward.
+        dense weights; the embedding `tables` are left to `average_rows` after each backward.
 
         `some_unused`: a step may leave dense parameters without gradients (a graph walk).
         """
         if self.world == 1:
             return net
         ddp = torch.nn.parallel.DistributedDataParallel
-        tables = [name for name, _ in net.named_parameters() if _is_table(net, name)]
+        ignored = {id(p) for p in tables}
+        names = [name for name, p in net.named_parameters() if id(p) in ignored]
         buffers = [name for name, _ in net.named_buffers()]  # constants: never synchronised
-        ddp._set_params_and_buffers_to_ignore_for_model(net, tables + buffers)
-        for name in tables:  # (DDP broadcasts only what it syncs)
-            dist.broadcast(net.get_parameter(name).data, src=0)
+        ddp._set_params_and_buffers_to_ignore_for_model(net, names + buffers)
+        for table in tables:  # (DDP broadcasts only what it syncs)
+            dist.broadcast(table.data, src=0)
         return ddp(net, find_unused_parameters=some_unused)
 
     def average_rows(self, tables: list[torch.nn.Parameter]) -> None:
@@ -119,11 +122,6 @@ class Cluster:
         if self.backend == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
-
-
-def _is_table(net: torch.nn.Module, name: str) -> bool:
-    owner = net.get_submodule(name.rpartition(".")[0])
-    return isinstance(owner, (torch.nn.Embedding, torch.nn.EmbeddingBag))
 
 
 def _coalesced(table: torch.nn.Parameter) -> torch.Tensor:

@@ -228,7 +228,7 @@ def train_sequences(
     """
     optimizers, tables = _optimizers(net, config), _tables(net)
     # (a batch whose targets have no item window leaves the item GRU unused)
-    model = cluster.wrap(net, some_unused=config.item_window > 0)
+    model = cluster.wrap(net, tables, some_unused=config.item_window > 0)
     dropout_rng = cluster.own_stream(rng)
     log, best, best_errors, stale = TrainLog(), None, None, 0
     if valid is not None:  # epoch 0, the untrained correction, may be the best there is
