@@ -291,9 +291,7 @@ class OnlineForecaster:
         """`predict`'s answers as arrays, with no DataFrame on the way: a 1-query request is
         made of fixed costs, and each DataFrame operation is one of them."""
         if not self.recurrent:
-            return Answers.of(self._batch(pl.DataFrame(
-                {USER: user_ids, ITEM: item_ids, TS: ts},
-                schema={USER: pl.Utf8, ITEM: pl.Utf8, TS: pl.Int64})))
+            return Answers.of(self._batch(_query_frame(user_ids, item_ids, ts)))
         names_u, names_i = list(dict.fromkeys(user_ids)), list(dict.fromkeys(item_ids))
         users = self.store.users(names_u, cells=False)
         items = self.store.item_summaries(names_i)
@@ -312,9 +310,8 @@ class OnlineForecaster:
                  & (ts >= np.array([_last(s) for s in i_states])[i]) & ~rated)
         if not exact.all():  # the stored state is not what these queries may see
             rows = np.flatnonzero(~exact)
-            asked = pl.DataFrame({USER: [user_ids[r] for r in rows],
-                                  ITEM: [item_ids[r] for r in rows], TS: ts[rows]},
-                                 schema={USER: pl.Utf8, ITEM: pl.Utf8, TS: pl.Int64})
+            asked = _query_frame([user_ids[r] for r in rows], [item_ids[r] for r in rows],
+                                 ts[rows])
             out.put(rows, Answers.of(self._batch(asked)))
         return out
 
@@ -348,6 +345,11 @@ class OnlineForecaster:
         point = np.clip(mean.double().numpy(), scale.low, scale.high)
         return Answers(point, np.zeros(len(point), dtype=bool),
                        None if probs is None else probs.double().numpy())
+
+
+def _query_frame(users: list[str], items: list[str], ts: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame({USER: users, ITEM: items, TS: ts},
+                        schema={USER: pl.Utf8, ITEM: pl.Utf8, TS: pl.Int64})
 
 
 def _rated(user_ids: list[str], item_ids: list[str], users: dict[str, UserState]) -> np.ndarray:
