@@ -9,16 +9,17 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NotRequired, TypeVar
 
 import numpy as np
 import polars as pl
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing_extensions import TypedDict
 
 from starcast.forecaster import WEIGHTS, Forecaster
 from starcast.serving.batcher import Batcher
@@ -32,33 +33,40 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 FEW_ANSWERS = 100  # up to this many, answers are serialised by `json` (see `_answers`)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+# Request bodies are TypedDicts, not models: validated in one pydantic-core pass straight into
+# dicts, a 10,000-query body costs about two thirds of the time and far fewer objects to collect.
+STRICT = ConfigDict(strict=True, extra="forbid")
+Text = Annotated[str, StringConstraints(min_length=1)]
 
 
-class Query(_Strict):
-    user: str = Field(min_length=1)
-    item: str = Field(min_length=1)
-    ts: int | None = None  # default: now
+@with_config(STRICT)
+class Query(TypedDict):
+    user: Text
+    item: Text
+    ts: NotRequired[int | None]  # default: now
 
 
-Body = TypeVar("Body", bound=_Strict)
-
-
-class PredictRequest(_Strict):
+@with_config(STRICT)
+class PredictRequest(TypedDict):
     queries: list[Query]
 
 
-class EventIn(_Strict):
-    user: str = Field(min_length=1)
-    item: str = Field(min_length=1)
+@with_config(STRICT)
+class EventIn(TypedDict):
+    user: Text
+    item: Text
     rating: float
     ts: int
-    event_id: str | None = Field(default=None, min_length=1)
+    event_id: NotRequired[Text | None]
 
 
-class EventsRequest(_Strict):
+@with_config(STRICT)
+class EventsRequest(TypedDict):
     events: list[EventIn]
+
+
+PREDICT, EVENTS = TypeAdapter(PredictRequest), TypeAdapter(EventsRequest)
+Body = TypeVar("Body")
 
 
 def create_app(
@@ -79,31 +87,31 @@ def create_app(
 
     app.add_middleware(_Guard, metrics=metrics)
 
-    @app.post("/v1/predict", response_class=Response, openapi_extra=_body_schema(PredictRequest))
+    @app.post("/v1/predict", response_class=Response, openapi_extra=_body_schema(PREDICT))
     async def predict(request: Request) -> Response:
         """Per query: prediction, cold, and probabilities when the model's head gives them."""
-        body = await _parsed(PredictRequest, request)
-        _bounded(len(body.queries), MAX_QUERIES, "queries")
+        queries = (await _parsed(PREDICT, request))["queries"]
+        _bounded(len(queries), MAX_QUERIES, "queries")
         now = int(time.time())
-        users, items = [q.user for q in body.queries], [q.item for q in body.queries]
-        ts = np.array([now if q.ts is None else q.ts for q in body.queries], dtype=np.int64)
+        users, items = [q["user"] for q in queries], [q["item"] for q in queries]
+        ts = np.array([now if q.get("ts") is None else q["ts"] for q in queries], dtype=np.int64)
         if len(users) <= FEW_ANSWERS:  # (a large request gains nothing from company)
             return _answers(users, items, ts, await batcher.answer(users, items, ts))
         return _answers(users, items, ts, online.answer(users, items, ts))
 
     @app.post("/v1/events", dependencies=[Depends(authorised)],
-              openapi_extra=_body_schema(EventsRequest))
+              openapi_extra=_body_schema(EVENTS))
     async def events(request: Request) -> dict:
         """Store the events and advance their users' and items' states, in one transaction."""
-        body = await _parsed(EventsRequest, request)
-        _bounded(len(body.events), MAX_EVENTS, "events")
-        for k, e in enumerate(body.events):
-            if not scale.contains(e.rating):
+        events = (await _parsed(EVENTS, request))["events"]
+        _bounded(len(events), MAX_EVENTS, "events")
+        for k, e in enumerate(events):
+            if not scale.contains(e["rating"]):
                 raise HTTPException(422, [{"loc": ["body", "events", k, "rating"],
-                                           "msg": f"rating {e.rating} is outside "
+                                           "msg": f"rating {e['rating']} is outside "
                                                   f"[{scale.low}, {scale.high}]"}])
         try:
-            applied = online.apply([Event(**e.model_dump()) for e in body.events])
+            applied = online.apply([Event(**e) for e in events])
         except EventRejected as err:
             raise HTTPException(409, {"index": err.index, "reason": err.reason}) from None
         metrics.add_events(applied["applied"])
@@ -160,22 +168,22 @@ class _Guard:
         self.metrics.observe(scope["method"], path, status, time.perf_counter() - started)
 
 
-async def _parsed(schema: type[Body], request: Request) -> Body:
-    """The request body as `schema`, parsed and validated in one pass by pydantic-core (for a
-    10,000-query body, about a third of the time of FastAPI's `json.loads` then validate).
-    Errors are FastAPI's own 422, each located under `body`."""
+async def _parsed(body: TypeAdapter[Body], request: Request) -> Body:
+    """The request body, parsed and validated in one pass by pydantic-core (for a 10,000-query
+    body, about a third of the time of FastAPI's `json.loads` then validate). Errors are
+    FastAPI's own 422, each located under `body`."""
     try:
-        return schema.model_validate_json(await request.body())
+        return body.validate_json(await request.body())
     except ValidationError as err:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
         ) from None
 
 
-def _body_schema(schema: type[_Strict]) -> dict:
+def _body_schema(body: TypeAdapter) -> dict:
     """The OpenAPI request body of an endpoint that parses its own (see `_parsed`)."""
     return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": schema.model_json_schema()}}}}
+        "application/json": {"schema": body.json_schema()}}}}
 
 
 def _bounded(count: int, limit: int, field: str) -> None:
