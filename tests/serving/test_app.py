@@ -223,3 +223,21 @@ def test_concurrent_predicts_share_calls_and_each_gets_its_own_answer(trained, t
     assert [r.json()["predictions"][0]["user"] for r in replies] == queries["user"].to_list()
     assert np.abs(got - model.predict(history, queries)["prediction"].to_numpy()).max() < 1e-5
     assert sum(calls) == 20 and len(calls) < 20, calls  # some requests were answered together
+
+
+def test_a_state_file_locked_too_long_gets_503_and_nothing_stored(trained, tmp_path) -> None:
+    import sqlite3
+
+    model, history, _ = trained
+    path = tmp_path / "s.db"
+    api = TestClient(create_app(OnlineForecaster(model, Store(path, busy_seconds=0.2)), None,
+                                "test"))
+    event = {"user": "u", "item": "a", "rating": 4.0, "ts": 1, "event_id": "e1"}
+    other = sqlite3.connect(path, isolation_level=None)  # another worker, mid-transaction
+    other.execute("BEGIN IMMEDIATE")
+    reply = api.post("/v1/events", json={"events": [event]})
+    assert reply.status_code == 503 and reply.headers["retry-after"] == "1"
+    assert "busy" in reply.json()["detail"]
+    other.execute("ROLLBACK")
+    assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert api.post("/v1/events", json={"events": [event]}).json()["applied"] == 1  # the retry

@@ -25,7 +25,7 @@ from starcast.forecaster import WEIGHTS, Forecaster
 from starcast.serving.batcher import Batcher
 from starcast.serving.metrics import Metrics
 from starcast.serving.online import Answers, Event, EventRejected, OnlineForecaster
-from starcast.serving.store import Store
+from starcast.serving.store import Store, StoreBusy
 
 MAX_QUERIES = 10_000
 MAX_EVENTS = 10_000
@@ -86,6 +86,12 @@ def create_app(
             raise HTTPException(401, "write endpoints need 'Authorization: Bearer <token>'")
 
     app.add_middleware(_Guard, metrics=metrics)
+
+    @app.exception_handler(StoreBusy)
+    async def busy(request: Request, err: StoreBusy) -> JSONResponse:
+        """Nothing was written: the client may retry (with its event_ids, safely)."""
+        return JSONResponse({"detail": f"state store busy, retry: {err}"}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     @app.post("/v1/predict", response_class=Response, openapi_extra=_body_schema(PREDICT))
     async def predict(request: Request) -> Response:

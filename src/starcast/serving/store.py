@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS items (
 SEP = "\x1f"  # between the items a user rated (ASCII unit separator; refused inside ids)
 
 
+class StoreBusy(StarcastError):
+    """Another process kept the state file locked for longer than the store waits."""
+
+
 @dataclass
 class UserState:
     n: int = 0
@@ -82,8 +86,10 @@ class ItemSummary:
 class Store:
     """One SQLite file; a lock serialises writers (SQLite allows one at a time anyway)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, busy_seconds: float = 30.0) -> None:
+        """`busy_seconds`: how long a write waits for another process's transaction (server
+        workers share the file) before giving up with `StoreBusy`."""
+        self.path, self.busy_seconds = Path(path), busy_seconds
         self.lock = threading.Lock()
         self._local = threading.local()
         with self.lock:
@@ -100,7 +106,8 @@ class Store:
         """This thread's connection (SQLite connections are not shared across threads)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self.busy_seconds)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against a killed process
             self._local.conn = conn
@@ -111,7 +118,13 @@ class Store:
         """A write transaction under the lock: all of it is committed, or none."""
         with self.lock:
             db = self.db
-            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                # another process (a server worker) held it longer than we wait
+                raise StoreBusy(f"{self.path}: {err} after {self.busy_seconds:g} s") from err
             try:
                 yield db
             except BaseException:
