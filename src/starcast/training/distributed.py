@@ -86,7 +86,9 @@ class Cluster:
         for k, p in enumerate(tables):
             rows = torch.cat([part[k][0] for part in parts])
             values = torch.cat([part[k][1] for part in parts]) / self.world
-            p.grad = torch.sparse_coo_tensor(rows[None], values.to(p.dtype), p.shape).coalesce()
+            # (rows come from gradients of this same table: in range by construction)
+            p.grad = torch.sparse_coo_tensor(rows[None], values.to(p.dtype), p.shape,
+                                             check_invariants=False).coalesce()
 
     def shard(self, batches: list[np.ndarray]) -> list[np.ndarray]:
         """This rank's batches of an epoch's (`length_batches(..., ranks=world)`): the same
@@ -128,7 +130,7 @@ def _coalesced(table: torch.nn.Parameter) -> torch.Tensor:
     if table.grad is None:  # untouched this step: no rows
         return torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.long),
                                        torch.zeros((0, table.shape[1])), table.shape,
-                                       device=table.device)
+                                       device=table.device, check_invariants=False)
     return table.grad.coalesce()
 
 
