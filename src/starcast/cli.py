@@ -41,11 +41,11 @@ def _read(
     return result
 
 
-def _render_report(report: ReadReport) -> None:
+def _render_report(report: ReadReport, rows: str = "events", key: str = "(user, item)") -> None:
     console.print(
         f"[bold]{report.source}[/] ({report.format}): {report.lines_read:,} lines read, "
-        f"{report.bad_total:,} bad, {report.duplicates_removed:,} duplicate (user, item) removed, "
-        f"{report.kept:,} events"
+        f"{report.bad_total:,} bad, {report.duplicates_removed:,} duplicate {key} removed, "
+        f"{report.kept:,} {rows}"
     )
     for reason, count in report.bad.most_common():
         console.print(f"  skipped {count:,}: {reason}")
@@ -433,7 +433,7 @@ def _read_items(path: Path | None, strict: bool):
     from starcast.data.readers import read_items
 
     result = read_items(path, strict=strict)
-    _render_report(result.report)
+    _render_report(result.report, rows="items", key="item")
     return result.items
 
 
