@@ -241,3 +241,12 @@ def test_a_state_file_locked_too_long_gets_503_and_nothing_stored(trained, tmp_p
     other.execute("ROLLBACK")
     assert other.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
     assert api.post("/v1/events", json={"events": [event]}).json()["applied"] == 1  # the retry
+
+
+def test_models_without_recurrent_state_answer_the_batch_way(tmp_path) -> None:
+    data = generate(SynthConfig(users=60, items=20, events=800, seed=3))
+    model = Forecaster("bias").fit(data.events)
+    online = OnlineForecaster(model, Store(tmp_path / "s.db"))
+    online.initialise(data.events)
+    queries = data.events.select("user", "item", "ts").tail(30)
+    assert online.predict(queries).equals(model.predict(data.events, queries))

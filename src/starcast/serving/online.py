@@ -280,9 +280,6 @@ class OnlineForecaster:
 
     def predict(self, queries: pl.DataFrame) -> pl.DataFrame:
         """One row per query, in order, as `Forecaster.predict` with the stored history."""
-        queries = queries.select(USER, ITEM, TS)
-        if not self.recurrent:
-            return self._batch(queries)
         users, items = queries[USER].to_list(), queries[ITEM].to_list()
         ts = queries[TS].to_numpy()
         return self.answer(users, items, ts).frame(users, items, ts)
