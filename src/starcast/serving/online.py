@@ -29,6 +29,7 @@ from starcast.serving.store import (
     ItemSummary,
     Store,
     UserState,
+    refuse_reserved,
     write_item,
     write_user,
 )
@@ -239,8 +240,7 @@ class OnlineForecaster:
         if events.is_empty():
             return {}
         indexed = self._indexed(events).sort([USER, TS, ITEM])
-        if indexed[ITEM].str.contains(SEP, literal=True).any():
-            raise StarcastError("an item id contains the reserved character \\x1f")
+        refuse_reserved(indexed.filter(pl.col(ITEM).str.contains(SEP, literal=True))[ITEM])
         summary = indexed.group_by(USER, maintain_order=True).agg(
             pl.len().alias("n"), pl.col(TS).last(), pl.col(ITEM).last(),
             pl.col(RESIDUAL).sum() if self.recurrent else pl.lit(0.0).alias(RESIDUAL),

@@ -59,9 +59,15 @@ class UserState:
         return [item in padded for item in wrapped]
 
     def add_rated(self, item: str) -> None:
+        refuse_reserved([item])
+        self.rated = f"{self.rated}{SEP}{item}" if self.rated else item
+
+
+def refuse_reserved(items: Iterable[str]) -> None:
+    """Item ids may not contain SEP, which separates a user's rated items."""
+    for item in items:
         if SEP in item:
             raise StarcastError(f"item id {item!r} contains the reserved character \\x1f")
-        self.rated = f"{self.rated}{SEP}{item}" if self.rated else item
 
 
 @dataclass
