@@ -1,11 +1,15 @@
-"""Several models on one split; the Surprise peers when the `peers` extra is installed."""
+"""Several models on one split; the peers (Surprise, the Bayesian FM) with the `peers` extra."""
 
 import polars as pl
 import pytest
 
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
+from starcast.data.readers import read_events
+from starcast.data.schema import RatingScale
+from starcast.evaluation import bayesian_fm, peers
 from starcast.evaluation.benchmark import markdown, run_benchmark
+from starcast.evaluation.metrics import rmse
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +27,41 @@ def test_every_model_on_the_same_test_rows(split) -> None:
     assert table.count("\n") == 4 and f"{rows[1]['rmse']:.4f}" in table
 
 
-def test_surprise_peers_join_when_installed(split) -> None:
+def test_peers_join_when_installed() -> None:
     pytest.importorskip("surprise")
-    rows = run_benchmark(split, ["bias"], pl.concat([split.train, split.valid]), with_peers=True)
-    assert [r["model"] for r in rows] == ["bias", "surprise-svd", "surprise-svdpp"]
-    assert all(1.0 <= r["rmse"] < 2.0 for r in rows)
+    pytest.importorskip("myfm")
+    # (loo: under `time` the FM's day of the test period is the last known one, and its weight
+    # rests on a handful of events of this small set)
+    split = split_events(generate(SynthConfig(users=120, items=50, events=2_500, seed=2)).events,
+                         "loo")
+    rows = run_benchmark(split, ["mean"], pl.concat([split.train, split.valid]), with_peers=True)
+    assert [r["model"] for r in rows] == ["mean", *peers.PEERS]
+    mean = rows[0]["rmse"]
+    # every peer learns something the global mean does not know
+    assert all(r["rmse"] < mean for r in rows[1:]), rows
+
+
+def test_asking_for_missing_peers_names_the_extra(split, monkeypatch) -> None:
+    monkeypatch.setattr(peers, "available", lambda name=None: name not in peers.BAYESIAN_FM)
+    with pytest.raises(Exception, match=r"myfm: pip install 'starcast\[peers\]'"):
+        run_benchmark(split, ["mean"], split.train, with_peers=True)
+
+
+def test_ordered_probit_gives_star_probabilities(split) -> None:
+    pytest.importorskip("myfm")
+    known = pl.concat([split.train, split.valid])
+    out = bayesian_fm.fit_predict(known, split.test, RatingScale(), probit=True, seed=42)
+    assert out.probabilities.shape == (split.test.height, 5)
+    assert abs(out.probabilities.sum(axis=1) - 1).max() < 1e-6
+    expected = out.probabilities @ [1, 2, 3, 4, 5]
+    assert abs(out.mean - expected).max() < 1e-9
+
+
+def test_bayesian_fm_reproduces_the_published_setting(data_dir) -> None:
+    """Digital_Music `time`, regression, seed 42: 0.7776 test RMSE in the accuracy issue."""
+    pytest.importorskip("myfm")
+    events = read_events(data_dir / "amazon" / "Digital_Music_5.partial.json.gz").events
+    split = split_events(events, "time")
+    known = pl.concat([split.train, split.valid])
+    out = bayesian_fm.fit_predict(known, split.test, RatingScale(), probit=False, seed=42)
+    assert abs(rmse(split.test["rating"].to_numpy(), out.mean) - 0.7776) < 2e-3

@@ -14,6 +14,7 @@ import polars as pl
 from starcast.config import StarcastConfig
 from starcast.data.schema import RATING, RatingScale
 from starcast.data.splits import Split
+from starcast.errors import ConfigError
 from starcast.evaluation import peers, plots
 from starcast.evaluation.metrics import summary
 from starcast.forecaster import Forecaster
@@ -33,8 +34,9 @@ def run_benchmark(
 ) -> list[dict[str, Any]]:
     """Fit each model on train (valid for early stopping), predict test from `history`.
 
-    Surprise's SVD and SVD++ join when the `peers` extra is installed (`with_peers=None`), or
-    when asked (`True`, which fails without it).
+    The peers (Surprise's SVD and SVD++, the Bayesian FM in regression and ordered probit) join
+    when their libraries are installed (`with_peers=None`; the `peers` extra), or when asked
+    (`True`, which fails without them). They fit on train + valid and never see the test period.
     """
     truth = split.test[RATING].to_numpy()
     rows = []
@@ -45,9 +47,13 @@ def run_benchmark(
         start = time.perf_counter()
         pred = forecaster.predict(history, split.test)["prediction"].to_numpy()
         rows.append(_row(name, truth, pred, fitted, time.perf_counter() - start))
-    if with_peers or (with_peers is None and peers.available()):
+    names = peers.installed() if with_peers is None else list(peers.PEERS) if with_peers else []
+    missing = sorted({peers.LIBRARY[n] for n in names if not peers.available(n)})
+    if missing:
+        raise ConfigError(f"peers need {', '.join(missing)}: pip install 'starcast[peers]'")
+    if names:
         known = pl.concat([split.train, split.valid])
-        for name in peers.PEERS:
+        for name in names:
             pred, fitted, predicted = peers.fit_predict(name, known, split.test, scale, seed)
             rows.append(_row(name, truth, pred, fitted, predicted))
     return rows

@@ -1,41 +1,56 @@
-"""Peers from the classic recommender library Surprise (optional extra `starcast[peers]`).
+"""Peers from classic recommender libraries (optional extra `starcast[peers]`).
 
-They fit on train + valid with Surprise's defaults, as the reference numbers of the project
-were measured, and predict each test event clipped to the scale. They cannot read history
-that arrives after fitting: that is the point of comparing with them.
+Surprise's SVD and SVD++ and the Bayesian factorization machine (myFM; regression and ordered
+probit, see `bayesian_fm`). They fit on train + valid, as the project's reference numbers were
+measured, and predict each test event clipped to the scale. They read nothing of the test
+period: history that arrives after fitting is beyond them, which is the point of comparing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import numpy as np
 import polars as pl
 
 from starcast.data.schema import ITEM, RATING, USER, RatingScale
+from starcast.evaluation import bayesian_fm
 
-PEERS = ("surprise-svd", "surprise-svdpp")
+SURPRISE = ("surprise-svd", "surprise-svdpp")
+BAYESIAN_FM = ("bayesian-fm", "bayesian-fm-probit")
+PEERS = SURPRISE + BAYESIAN_FM
+LIBRARY = {**dict.fromkeys(SURPRISE, "surprise"), **dict.fromkeys(BAYESIAN_FM, "myfm")}
 
 
-def available() -> bool:
-    try:
-        import surprise  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def available(name: str | None = None) -> bool:
+    """Whether the library of peer `name` (of every peer, when None) is installed."""
+    names = PEERS if name is None else (name,)
+    return all(importlib.util.find_spec(LIBRARY[n]) is not None for n in names)
+
+
+def installed() -> list[str]:
+    """The peers whose libraries are installed, in table order."""
+    return [name for name in PEERS if available(name)]
 
 
 def fit_predict(
     name: str, train: pl.DataFrame, queries: pl.DataFrame, scale: RatingScale, seed: int = 0
 ) -> tuple[np.ndarray, float, float]:
-    """(predictions, fit seconds, predict seconds) of Surprise's SVD or SVD++."""
+    """(predictions, fit seconds, predict seconds) of peer `name` fitted on `train`.
+
+    The Bayesian FM's random seed is 42 + `seed`, so seed 0 is the published setting.
+    """
+    start = time.perf_counter()
+    if name in BAYESIAN_FM:
+        out = bayesian_fm.fit_predict(train, queries, scale, name.endswith("probit"), 42 + seed)
+        return out.mean, time.perf_counter() - start, 0.0
     import surprise
 
     algorithm = {"surprise-svd": surprise.SVD, "surprise-svdpp": surprise.SVDpp}[name]
     reader = surprise.Reader(rating_scale=(scale.low, scale.high))
     frame = train.select(USER, ITEM, RATING).to_pandas()
     trainset = surprise.Dataset.load_from_df(frame, reader).build_full_trainset()
-    start = time.perf_counter()
     model = algorithm(random_state=seed).fit(trainset)
     fitted = time.perf_counter() - start
     start = time.perf_counter()
