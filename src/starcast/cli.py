@@ -328,8 +328,9 @@ def benchmark(
     seed: Annotated[int, typer.Option(help="Seed of every training run.")] = 0,
     offline: Annotated[bool, typer.Option(help="History: train + valid, not all events.")] = False,
     peers: Annotated[
-        bool | None, typer.Option(help="Surprise SVD/SVD++ and the Bayesian FM (regression, ordered "
-                                     "probit), fitted on train + valid (default: when installed).")
+        bool | None,
+        typer.Option(help="Surprise SVD/SVD++ and the Bayesian FM (regression, ordered probit), "
+                     "fitted on train + valid (default: when installed)."),
     ] = None,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
