@@ -66,6 +66,17 @@ class SeedConfig:
 
 
 @dataclass(frozen=True)
+class FMConfig:
+    """The Bayesian factorization machine under the lstm (starcast.models.bayesian_fm)."""
+
+    rank: int = 32
+    iterations: int = 300
+    burn_in: int = 50  # draws before the chain is read; every later draw is averaged
+    cross_rank: int = 64  # columns kept of the mean user x item interaction (truncated SVD)
+    memory_mb: int = 512  # for the draws' user and item vectors; more draws are thinned
+
+
+@dataclass(frozen=True)
 class LSTMConfig:
     """The default forecaster: one LSTM pass per customer over the whole sequence."""
 
@@ -84,6 +95,13 @@ class LSTMConfig:
     # event (0: off) with `item_hidden` units
     item_window: int = 0
     item_hidden: int = 16
+    # False: the head never sees the customer's LSTM state (zeros instead), the ablation that
+    # measures what the recurrent part adds (benchmarks/accuracy.py)
+    recurrent: bool = True
+    # a Bayesian factorization machine beside the network (regression head only): the
+    # prediction moves from the network's toward the FM's by a weight fitted on valid
+    factors: bool = True
+    fm: FMConfig = FMConfig()
     user_shrinkage: float | None = None  # initial fold-in shrinkage; None: best predictive
     reg_item: float = 10.0  # initial shrinkage of the item's drift from its trained bias (learned)
     l2_item: float = 1e-4  # per touched item row, not per event

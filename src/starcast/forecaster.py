@@ -114,7 +114,7 @@ class Forecaster:
         log = getattr(model, "log_", None)
         if log is not None:
             return {"epochs": log.epochs, "best_epoch": log.best_epoch,
-                    "refit_epochs": log.refit_epochs}
+                    "refit_epochs": log.refit_epochs, "blend": log.blend}
         return {"epochs": getattr(model, "history_", []),
                 "best_epoch": getattr(model, "best_epoch_", None), "refit_epochs": []}
 

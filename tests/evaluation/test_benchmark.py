@@ -7,9 +7,10 @@ from starcast.data.readers import read_events
 from starcast.data.schema import RatingScale
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
-from starcast.evaluation import bayesian_fm, peers
+from starcast.evaluation import peers
 from starcast.evaluation.benchmark import markdown, run_benchmark
 from starcast.evaluation.metrics import rmse
+from starcast.models import bayesian_fm
 
 
 @pytest.fixture(scope="module")

@@ -58,3 +58,15 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_estimate():
     low, high = bootstrap_interval(y, p, rmse, seed=3)
     assert low < rmse(y, p) < high
     assert (low, high) == bootstrap_interval(y, p, rmse, seed=3)
+
+
+def test_paired_bootstrap_interval_sees_a_consistent_gain():
+    from starcast.evaluation.metrics import paired_bootstrap_interval
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(1, 6, 2_000).astype(float)
+    good = y + rng.normal(0, 0.5, len(y))
+    worse = good + rng.normal(0, 0.3, len(y))  # the same errors plus some of its own
+    low, high = paired_bootstrap_interval(y, good, worse, seed=1)
+    assert low < high < 0  # `good` has the lower RMSE on every resample's 95%
+    assert paired_bootstrap_interval(y, good, good) == (0.0, 0.0)

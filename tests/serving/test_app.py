@@ -250,3 +250,27 @@ def test_models_without_recurrent_state_answer_the_batch_way(tmp_path) -> None:
     online.initialise(data.events)
     queries = data.events.select("user", "item", "ts").tail(30)
     assert online.predict(queries).equals(model.predict(data.events, queries))
+
+
+def test_fm_blend_groups_are_served_as_batch_predict(trained, tmp_path) -> None:
+    """Users the FM was and was not fitted on, with and without reviews new to it: each
+    group its own weight, served equal to batch predict."""
+    model, history, test = trained
+    blend = model.model_.blend_
+    saved = blend.weights.copy()
+    blend.weights = np.array([0.1, 0.3, 0.6, 0.9])
+    try:
+        newer = test.head(test.height // 2)
+        full = pl.concat([history, newer])
+        online = OnlineForecaster(model, Store(tmp_path / "s.db"))
+        online.initialise(full)
+        queries = later_queries(full, test)
+        visible = full.group_by("user").len()
+        counts = queries.join(visible, on="user", how="left")["len"].fill_null(0).to_numpy()
+        groups = set(blend.groups(queries["user"], counts).tolist())
+        assert groups == {0, 1, 2, 3}, groups
+        served = online.predict(queries)["prediction"].to_numpy()
+        batch = model.predict(full, queries)["prediction"].to_numpy()
+        assert np.abs(served - batch).max() < 1e-5
+    finally:
+        blend.weights = saved

@@ -71,9 +71,27 @@ def bootstrap_interval(
     samples: int = BOOTSTRAP_SAMPLES,
 ) -> tuple[float, float]:
     """95% percentile interval of `metric` over resamples of the events (with replacement)."""
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    values = [metric(y_true[idx], y_pred[idx]) for idx in rng.integers(0, n, (samples, n))]
+    return _interval([metric(y_true[idx], y_pred[idx])
+                      for idx in _resamples(len(y_true), seed, samples)])
+
+
+def paired_bootstrap_interval(
+    y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric=None, seed: int = 0,
+    samples: int = BOOTSTRAP_SAMPLES,
+) -> tuple[float, float]:
+    """95% interval of metric(a) - metric(b) over resamples of the events, both models on the
+    same resampled events (paired: what they share of the noise cancels)."""
+    metric = rmse if metric is None else metric
+    return _interval([metric(y_true[idx], pred_a[idx]) - metric(y_true[idx], pred_b[idx])
+                      for idx in _resamples(len(y_true), seed, samples)])
+
+
+def _resamples(n: int, seed: int, samples: int) -> np.ndarray:
+    """[samples, n] event indices drawn with replacement."""
+    return np.random.default_rng(seed).integers(0, n, (samples, n))
+
+
+def _interval(values: list[float]) -> tuple[float, float]:
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
 

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from starcast.data.schema import ITEM, RATING, USER, RatingScale
-from starcast.evaluation import bayesian_fm
+from starcast.models import bayesian_fm
 
 SURPRISE = ("surprise-svd", "surprise-svdpp")
 BAYESIAN_FM = ("bayesian-fm", "bayesian-fm-probit")

@@ -14,6 +14,7 @@ import torch
 
 from starcast.config import BiasConfig, LSTMConfig, TrainConfig
 from starcast.data.schema import ITEM, RATING, TS, USER, RatingScale
+from starcast.features.history import visible_sums
 from starcast.features.item_windows import ItemWindows, item_windows
 from starcast.features.prefixes import prefix_queries
 from starcast.features.sequences import (
@@ -29,6 +30,7 @@ from starcast.features.side import SideFeatures
 from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, TrainedModel
 from starcast.models.bias import fit_biases, predictive_shrinkage
+from starcast.models.blend import FactorBlend
 from starcast.models.lstm_net import SequenceNet
 from starcast.training.distributed import Cluster
 from starcast.training.runtime import autocast_dtype, prepare
@@ -68,12 +70,33 @@ class LSTMModel(TrainedModel):
         epochs = self.epochs
         has_valid = valid is not None and valid.height > 0
         self.log_ = self._train(train, valid if has_valid else None, epochs, device)
+        weights = self._blend_weights(train, valid) if has_valid and self._factors() else None
         if has_valid and self.config.refit:
             # the chosen number of epochs again, on everything known: valid is the most recent data
             self.users_ = Vocabulary.build(pl.concat([train[USER], valid[USER]]))
             refit_log = self._train(pl.concat([train, valid]), None, self.log_.best_epoch, device)
             self.log_.refit_epochs = refit_log.epochs
         self.net_.cpu().eval()  # fitted: predictions never use dropout
+        if self._factors():
+            known = pl.concat([train, valid]) if has_valid and self.config.refit else train
+            self.blend_ = FactorBlend.fit(known, self.config.fm, self._fm_seed(), weights)
+
+    def _factors(self) -> bool:
+        """Whether the FM stands beside the network (its probabilities would not follow)."""
+        return self.config.factors and self.config.head == "regression"
+
+    def _fm_seed(self) -> int:
+        return 42 + self.train_config.seed
+
+    def _blend_weights(self, train: pl.DataFrame, valid: pl.DataFrame) -> np.ndarray:
+        """The FM's weights, fitted on valid with both models fitted on train only, and valid
+        predicted from train + valid under the visibility rule, as the network validates."""
+        blend = FactorBlend.fit(train, self.config.fm, self._fm_seed())
+        history = pl.concat([train, valid])
+        network = self._network_estimate(history, valid).mean
+        self.log_.blend = blend.fitted_weights(
+            network, valid, _visible_counts(history, valid), valid[RATING].to_numpy()).tolist()
+        return np.asarray(self.log_.blend)
 
     def _train(
         self, train: pl.DataFrame, valid: pl.DataFrame | None, epochs: int, device: torch.device
@@ -125,6 +148,13 @@ class LSTMModel(TrainedModel):
         self.item_bias_[1:] -= self.side_.bag_means(self.token_bias_)[rows]
 
     def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
+        estimate = self._network_estimate(history, queries)
+        if hasattr(self, "blend_"):
+            visible = _visible_counts(history, queries)
+            estimate.mean = self.blend_.apply(estimate.mean, queries, visible)
+        return estimate
+
+    def _network_estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
         return Estimate(*self._prepared(history, queries)(self.net_))
 
     def _prepared(self, history: pl.DataFrame, queries: pl.DataFrame) -> Callable:
@@ -163,8 +193,13 @@ class LSTMModel(TrainedModel):
             "epochs": self.log_.epochs,
             "best_epoch": self.log_.best_epoch,
             "refit_epochs": self.log_.refit_epochs,
+            "blend": self.log_.blend,
         }
-        return tensors, {
+        extra = {}
+        if hasattr(self, "blend_"):
+            fm_tensors, extra["factors"] = self.blend_.state()
+            tensors |= fm_tensors
+        return tensors, extra | {
             "side_items": self.side_.items.to_list(),
             "mu": self.mu_,
             "user_shrinkage": self.user_shrinkage_,
@@ -183,7 +218,10 @@ class LSTMModel(TrainedModel):
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net_.eval()
         log = meta["training_log"]
-        self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"])
+        self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"],
+                             blend=log.get("blend"))
+        if "factors" in meta:
+            self.blend_ = FactorBlend.restore(tensors, meta["factors"])
 
     def _network(self) -> SequenceNet:
         return SequenceNet(
@@ -239,6 +277,11 @@ class LSTMModel(TrainedModel):
         share = np.bincount(stars, minlength=self._stars()) / len(stars)
         weights = (np.maximum(share, 1e-3) / share.max()) ** -self.config.class_weight
         return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def _visible_counts(history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
+    """Per query, its user's history events visible to it."""
+    return visible_sums(history, queries, pl.lit(1.0))["n"].to_numpy()
 
 
 def _device_of(net: torch.nn.Module) -> torch.device:

@@ -113,6 +113,8 @@ class SequenceNet(nn.Module):
         """(expected rating [M], star probabilities [M, K] or None) from the user's state
         before the event, the item's representation and the visible sums (FEATURES)."""
         feats = self._shrunk_means(raw_feats)
+        if not self.config.recurrent:
+            before = torch.zeros_like(before)
         parts = [before, emb, feats, gap.unsqueeze(-1)]
         if item_state is not None:
             parts.append(item_state)

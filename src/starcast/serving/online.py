@@ -298,7 +298,7 @@ class OnlineForecaster:
         u = np.array([pos_u[n] for n in user_ids], dtype=np.int64)
         i = np.array([pos_i[n] for n in item_ids], dtype=np.int64)
         index = np.array([self._index.get(n, COLD) for n in item_ids], dtype=np.int64)
-        out = self._served(u_states, i_states, u, i, index, item_ids, ts)
+        out = self._served(u_states, i_states, u, i, index, user_ids, item_ids, ts)
         unknown = np.array([s.n == 0 and n not in self._trained_users
                             for n, s in zip(names_u, u_states, strict=True)], dtype=bool)
         out.cold = (index == COLD) | unknown[u]
@@ -319,7 +319,8 @@ class OnlineForecaster:
     @torch.no_grad()
     def _served(
         self, u_states: list[UserState], i_states: list[ItemSummary], u: np.ndarray,
-        i: np.ndarray, index: np.ndarray, item_ids: list[str], ts: np.ndarray,
+        i: np.ndarray, index: np.ndarray, user_ids: list[str], item_ids: list[str],
+        ts: np.ndarray,
     ) -> Answers:
         """Predictions (and probabilities) of the head over the stored states, for query k of
         user `u_states[u[k]]` and item `i_states[i[k]]` (model index `index[k]`); the cold
@@ -338,8 +339,12 @@ class OnlineForecaster:
         side = torch.tensor([self._side.get(n, 0) for n in item_ids])
         emb, bias = net.item_representation(torch.from_numpy(index), side)
         mean, probs = net.head(h[torch.from_numpy(u)], emb, bias, feats, gap)
+        point = mean.double().numpy()
+        if hasattr(self.model, "blend_"):  # every stored event of the user is visible here
+            point = self.model.blend_.apply(point, _query_frame(user_ids, item_ids, ts),
+                                            per_user[u, 1])
         scale = self.forecaster.scale
-        point = np.clip(mean.double().numpy(), scale.low, scale.high)
+        point = np.clip(point, scale.low, scale.high)
         return Answers(point, np.zeros(len(point), dtype=bool),
                        None if probs is None else probs.double().numpy())
 

@@ -26,6 +26,7 @@ class TrainLog:
     best_epoch: int = 0
     refit_epochs: list[dict] = field(default_factory=list)
     events_per_second: float = 0.0
+    blend: list[float] | None = None  # the FM's weights fitted on valid (models.blend)
 
 
 def length_batches(

@@ -1,0 +1,271 @@
+"""The Bayesian factorization machine (Gibbs sampling by myFM): a peer, and the lstm's base.
+
+The setting of Rendle, Zhang & Koren (2019), "On the Difficulty of Evaluating Baselines": the
+strongest classic baseline for explicit ratings. Features, each block with its own hierarchical
+prior (five groups):
+
+* the day of the event, one-hot (a day unseen in the fitting data takes the latest known day
+  before it; one before all of them, the first);
+* the user, one-hot, and the items the user rated in the fitting data (each 1/sqrt(n));
+* the item, one-hot, and the users who rated it in the fitting data (each 1/sqrt(n)).
+
+Rank 32, 300 Gibbs iterations of which the last 250 are averaged. Regression predicts the
+posterior mean; the ordered probit predicts star probabilities and their expected star. The
+user and item blocks are myFM relation blocks, so a popular item's raters are stored once.
+
+`FactorBase` is the regression FM read as a function of (user, item, day) alone, its implicit
+features frozen at fitting time: the posterior mean is a constant per user, item and day plus
+the mean over draws of the three blocks' pairwise inner products, each pair a truncated SVD
+(`cross_rank` columns). It needs no state at predict time, so serving it is exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sps
+
+from starcast.config import FMConfig
+from starcast.data.schema import ITEM, RATING, TS, USER, RatingScale
+
+DAY = 86_400
+RANK, ITERATIONS, KEPT = 32, 300, 250
+
+
+@dataclass
+class FMPrediction:
+    mean: np.ndarray  # [Q] clipped to the scale
+    probabilities: np.ndarray | None  # [Q, K] for the ordered probit
+
+
+class _Design:
+    """Feature blocks of the fitting data, for its own rows and for queries."""
+
+    def __init__(self, known: pl.DataFrame, with_day: bool = True) -> None:
+        self.users = {u: k for k, u in enumerate(known[USER].unique(maintain_order=True))}
+        self.items = {i: k for k, i in enumerate(known[ITEM].unique(maintain_order=True))}
+        nu, ni = len(self.users), len(self.items)
+        u, i = self._index(known[USER], self.users), self._index(known[ITEM], self.items)
+        rated = sps.csr_matrix((np.ones(len(u)), (u, i)), shape=(nu, ni))
+        self.days = np.unique(known[TS].to_numpy() // DAY) if with_day else np.zeros(0, int)
+        # one extra empty row per block: a user or item the fitting data does not know
+        self.user_block = _block(sps.identity(nu, format="csr"), _implicit(rated))
+        self.item_block = _block(sps.identity(ni, format="csr"), _implicit(rated.T.tocsr()))
+        sizes = [n for n in (len(self.days), nu, ni, ni, nu) if n]  # day, user, rated, item, raters
+        self.grouping = [g for g, n in enumerate(sizes) for _ in range(n)]
+
+    @staticmethod
+    def _index(ids: pl.Series, table: dict[str, int]) -> np.ndarray:
+        unknown = len(table)
+        return np.fromiter((table.get(x, unknown) for x in ids), np.int64, len(ids))
+
+    def rows(self, events: pl.DataFrame) -> tuple[sps.csr_matrix, list]:
+        relation = _myfm().RelationBlock
+        n = events.height
+        if len(self.days):
+            day = np.searchsorted(self.days, events[TS].to_numpy() // DAY, side="right") - 1
+            X = sps.csr_matrix((np.ones(n), (np.arange(n), np.maximum(day, 0))),
+                               shape=(n, len(self.days)))
+        else:
+            X = sps.csr_matrix((n, 0))
+        relations = [
+            relation(self._index(events[USER], self.users), self.user_block),
+            relation(self._index(events[ITEM], self.items), self.item_block),
+        ]
+        return X, relations
+
+
+BLOCKS = ("day", "user", "item")
+PAIRS = (("user", "item"), ("user", "day"), ("item", "day"))
+
+
+class FactorBase:
+    """The posterior mean of the regression FM at (user, item, day), its features frozen at
+    fitting time (the items a user rated and the users who rated an item, then):
+
+        base = w0 + const[user] + const[item] + const[day]
+               + sum over block pairs (a, b) of <vec_ab[a], vec_ba[b]>
+
+    Each block's constant holds its linear part and the interactions among its own features;
+    each pair's mean inner product over the draws is a truncated SVD. A user or item the
+    fitting data did not know contributes nothing of its own; a day takes the latest known.
+    """
+
+    def __init__(self, users: list[str], items: list[str], days: np.ndarray, w0: float,
+                 arrays: dict[str, np.ndarray]) -> None:
+        self.users = {u: k for k, u in enumerate(users)}
+        self.items = {i: k for k, i in enumerate(items)}
+        self.days, self.w0, self.arrays = days, w0, arrays
+
+    @classmethod
+    def fit(cls, known: pl.DataFrame, config: FMConfig, seed: int) -> FactorBase:
+        design = _Design(known)
+        draws = _Draws(design, config)
+        X, relations = design.rows(known)
+        with _quiet():
+            _myfm().MyFMRegressor(rank=config.rank, random_seed=seed).fit(
+                X, known[RATING].to_numpy().astype(np.float64), X_rel=relations,
+                n_iter=config.iterations, n_kept_samples=1, grouping=design.grouping,
+                callback=draws,
+            )
+        arrays = {f"const_{b}": draws.const[b] / draws.n for b in BLOCKS}
+        arrays["user_events"] = np.bincount(
+            _Design._index(known[USER], design.users), minlength=len(design.users)
+        ).astype(np.float64)
+        for a, b in PAIRS:
+            arrays[f"vec_{a}_{b}"], arrays[f"vec_{b}_{a}"] = _product_factors(
+                np.concatenate(draws.vectors[a], axis=1), np.concatenate(draws.vectors[b], axis=1),
+                len(draws.vectors[a]), config.cross_rank, seed)
+        return cls(list(design.users), list(design.items), design.days, draws.w0 / draws.n,
+                   arrays)
+
+    def user_events(self, users: pl.Series) -> np.ndarray:
+        """How many events of each user the FM was fitted on (0: an unknown user)."""
+        counts = np.r_[self.arrays["user_events"], 0.0]
+        return counts[_Design._index(users, self.users)]
+
+    def predict(self, users: pl.Series, items: pl.Series, ts: np.ndarray) -> np.ndarray:
+        day = np.searchsorted(self.days, ts // DAY, side="right") - 1
+        rows = {"user": _Design._index(users, self.users),
+                "item": _Design._index(items, self.items),
+                "day": np.maximum(day, 0)}
+        sizes = {"user": len(self.users), "item": len(self.items), "day": len(self.days)}
+        known = {b: rows[b] < sizes[b] for b in BLOCKS}
+        rows = {b: np.minimum(rows[b], sizes[b] - 1) for b in BLOCKS}
+        out = np.full(len(ts), self.w0)
+        for b in BLOCKS:
+            out += np.where(known[b], self.arrays[f"const_{b}"][rows[b]], 0.0)
+        for a, b in PAIRS:
+            cross = np.einsum("qr,qr->q", self.arrays[f"vec_{a}_{b}"][rows[a]].astype(np.float64),
+                              self.arrays[f"vec_{b}_{a}"][rows[b]].astype(np.float64))
+            out += np.where(known[a] & known[b], cross, 0.0)
+        return out
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        return self.arrays | {"days": self.days}, {
+            "w0": self.w0, "users": list(self.users), "items": list(self.items)}
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray], meta: dict) -> FactorBase:
+        rest = {k: v for k, v in arrays.items() if k != "days"}
+        return cls(meta["users"], meta["items"], arrays["days"], float(meta["w0"]), rest)
+
+
+class _Draws:
+    """myFM's per-iteration callback: after burn-in, each draw's per-row constants of every
+    block are summed, and its block vectors kept (every `thin`-th draw, within a memory
+    budget) for the mean of their inner products."""
+
+    def __init__(self, design: _Design, config: FMConfig) -> None:
+        nd, nu, ni = len(design.days), len(design.users), len(design.items)
+        # each block: (its rows over its own columns, where those columns start and end)
+        self.blocks = {"day": (sps.identity(nd, format="csr"), 0, nd),
+                       "user": (design.user_block[:nu], nd, nd + nu + ni),
+                       "item": (design.item_block[:ni], nd + nu + ni, nd + 2 * (nu + ni))}
+        self.burn_in = min(config.burn_in, config.iterations - 1)
+        budget = max(1, int(config.memory_mb * 2**20 / (4 * (nd + nu + ni) * config.rank)))
+        self.thin = max(1, -(-(config.iterations - self.burn_in) // budget))
+        self.n, self.w0 = 0, 0.0
+        self.const = dict.fromkeys(BLOCKS, 0.0)
+        self.vectors = {b: [] for b in BLOCKS}
+
+    def __call__(self, i: int, fm, hyper, history) -> tuple[bool, str | None]:
+        if i < self.burn_in:
+            return False, None
+        w, V = np.asarray(fm.w), np.asarray(fm.V)
+        keep = (i - self.burn_in) % self.thin == 0
+        self.n, self.w0 = self.n + 1, self.w0 + fm.w0
+        for name, (block, start, stop) in self.blocks.items():
+            vectors, const = _block_sample(block, w[start:stop], V[start:stop])
+            self.const[name] = self.const[name] + const
+            if keep:
+                self.vectors[name].append(vectors.astype(np.float32))
+        return False, None
+
+
+def _block_sample(block: sps.csr_matrix, w: np.ndarray, V: np.ndarray):
+    """(vectors, constants) of one draw for each row of a block: its features' factor sum,
+    and its linear part plus the interactions among its own features."""
+    vectors = block @ V
+    own = 0.5 * ((vectors**2).sum(axis=1) - block.power(2) @ (V**2).sum(axis=1))
+    return vectors, block @ w + own
+
+
+def _product_factors(
+    p: np.ndarray, q: np.ndarray, draws: int, rank: int, seed: int, power: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """(A [users, r], B [items, r]) with A B^T ~ p q^T / draws, the mean over draws of the
+    inner products, without forming the users x items matrix: a randomised SVD (Halko,
+    Martinsson & Tropp 2011) through products with p and q only."""
+    p, q = p.astype(np.float64) / draws, q.astype(np.float64)
+    r = min(rank, p.shape[0], q.shape[0])
+    sketch = p @ (q.T @ np.random.default_rng(seed).standard_normal((q.shape[0], r + 10)))
+    for _ in range(power):  # sharpen the sketch toward the leading singular directions
+        basis = np.linalg.qr(sketch)[0]
+        sketch = p @ (q.T @ (q @ (p.T @ basis)))
+    basis = np.linalg.qr(sketch)[0]
+    u, singular, vt = np.linalg.svd((basis.T @ p) @ q.T, full_matrices=False)
+    return (basis @ (u[:, :r] * singular[:r])).astype(np.float32), vt[:r].T.astype(np.float32)
+
+
+def _implicit(rated: sps.csr_matrix) -> sps.csr_matrix:
+    """Rows scaled to 1/sqrt(n) per entry (a pair counted once)."""
+    rated = rated.copy()
+    rated.data[:] = 1.0
+    return sps.diags(1 / np.sqrt(np.maximum(rated.getnnz(axis=1), 1))) @ rated
+
+
+def _block(one_hot: sps.csr_matrix, implicit: sps.csr_matrix) -> sps.csr_matrix:
+    rows = sps.hstack([one_hot, implicit], format="csr")
+    return sps.vstack([rows, sps.csr_matrix((1, rows.shape[1]))], format="csr")
+
+
+def fit_predict(
+    known: pl.DataFrame, queries: pl.DataFrame, scale: RatingScale, probit: bool, seed: int = 42
+) -> FMPrediction:
+    """Fit on `known` (train + valid: nothing from the queries' period), predict `queries`."""
+    myfm = _myfm()
+    design = _Design(known)
+    X, relations = design.rows(known)
+    Xq, relations_q = design.rows(queries)
+    ratings = known[RATING].to_numpy().astype(np.float64)
+    common = {"X_rel": relations, "n_iter": ITERATIONS, "n_kept_samples": KEPT,
+              "grouping": design.grouping}
+    with _quiet():
+        if not probit:
+            model = myfm.MyFMRegressor(rank=RANK, random_seed=seed).fit(X, ratings, **common)
+            mean = model.predict(Xq, relations_q)
+            return FMPrediction(np.clip(mean, scale.low, scale.high), None)
+        stars = np.rint(ratings - scale.low).astype(np.int64)
+        model = myfm.MyFMOrderedProbit(rank=RANK, random_seed=seed).fit(X, stars, **common)
+        probs = model.predict_proba(Xq, relations_q)
+    levels = scale.low + np.arange(probs.shape[1])
+    return FMPrediction(np.clip(probs @ levels, scale.low, scale.high), probs)
+
+
+def _myfm():
+    """myFM 0.4.0 imports pkg_resources, which warns on every import: not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        import myfm
+    return myfm
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """myFM draws a tqdm progress bar on every fit; the benchmark reports progress itself."""
+    from tqdm import tqdm
+
+    base = _myfm().base
+    bar = base.tqdm
+    base.tqdm = functools.partial(tqdm, disable=True)
+    try:
+        yield
+    finally:
+        base.tqdm = bar
