@@ -1,20 +1,25 @@
-"""Test RMSE and macro-MAE of every model on the shared Amazon data, both split protocols.
+"""Test RMSE and macro-MAE of every model, and what each part of the default adds.
 
-    .venv/bin/python benchmarks/accuracy.py [--models bias,mf,seed,lstm] [--seeds 2]
+    .venv/bin/python benchmarks/accuracy.py run --seed 0      # one seed (run seeds in parallel)
+    .venv/bin/python benchmarks/accuracy.py run --seed 1 --only lstm,lstm-no-fm
+    .venv/bin/python benchmarks/accuracy.py report            # tables from every run so far
 
-With --models, only those rows are measured again; the recorded rows of other models stay.
+Data: the shared Amazon sets and a synthetic set (customers with autocorrelated ratings), both
+split protocols. Each starcast model fits on train with its defaults (early stopping on valid,
+refit on train + valid), then predicts every test event twice:
 
-Each model fits on train (early stopping on valid where it trains) with its defaults, then
-predicts every test event twice:
+* online: history = all events under the visibility rule (only events with ts <= the query's
+  ts, never the query's own pair), as the service and `starcast predict` with all events run;
+* offline: history = train + valid, nothing from the test period: the protocol of the
+  reference numbers, and of `starcast predict --history train+valid`.
 
-* online (the headline): history = all events, under the visibility rule (only events with
-  ts <= the query's ts, never the query's own (user, item)). This is how the service and
-  `starcast predict` run: reviews keep arriving after training, and a recurrent model reads
-  them without retraining. Under `time`, earlier test-period reviews are visible to later ones.
-* offline: history = train + valid, nothing from the test period.
-
-Where the data set has item metadata, `lstm` also runs with it (`lstm+items`). Results are
-written to benchmarks/results/accuracy.{json,md}.
+The peers (the Bayesian FM in regression and ordered probit) fit on train + valid and are
+offline by construction. The ablations of the default `lstm`: `lstm-no-fm` (the network alone),
+`lstm-no-recurrent` (the head never sees the LSTM state), `lstm-untrained` (no epoch: biases,
+fold-in and the FM). `report` gives mean test RMSE over seeds and, for the default against each
+of them, the paired bootstrap 95% interval of the RMSE difference (mean over seeds, events
+resampled), in benchmarks/results/accuracy.{json,md}. Predictions are cached in
+benchmarks/results/accuracy-runs/ (not committed).
 """
 
 from __future__ import annotations
@@ -23,106 +28,185 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from starcast import Forecaster, read_events, read_items, split_events
-from starcast.evaluation.metrics import summary
+from starcast import Forecaster, read_events, split_events
+from starcast.config import StarcastConfig
+from starcast.data.schema import RatingScale
+from starcast.data.synth import SynthConfig, generate
+from starcast.evaluation import peers
+from starcast.evaluation.metrics import paired_bootstrap_interval, summary
 
 DATA = Path(
     os.environ.get("STARCAST_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data")
 )
-SETS = {
-    "All_Beauty_5.json.gz": None,
-    "Digital_Music_5.partial.json.gz": "meta_Digital_Music.partial.json.gz",
+SETS = ("All_Beauty_5", "Digital_Music_5.partial", "synthetic")
+SYNTHETIC = SynthConfig(users=1_000, items=300, events=30_000, seed=0)
+TO_BEAT = {  # the best reference of each setting (test RMSE, offline), from the accuracy issue
+    ("All_Beauty_5", "loo"): 0.3674,
+    ("All_Beauty_5", "time"): 1.9364,
+    ("Digital_Music_5.partial", "loo"): 0.7026,
+    ("Digital_Music_5.partial", "time"): 0.7776,
 }
-TO_BEAT = {
-    ("All_Beauty_5.json.gz", "loo"): 0.4042,
-    ("All_Beauty_5.json.gz", "time"): 1.9364,
-    ("Digital_Music_5.partial.json.gz", "loo"): 0.7187,
-    ("Digital_Music_5.partial.json.gz", "time"): 0.7891,
+_DEFAULT = StarcastConfig()
+VARIANTS = {  # label -> run configuration
+    "bias": replace(_DEFAULT, model="bias"),
+    "mf": replace(_DEFAULT, model="mf"),
+    "lstm": _DEFAULT,
+    "lstm-no-fm": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, factors=False)),
+    "lstm-no-recurrent": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, recurrent=False)),
+    "lstm-untrained": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, epochs=0)),
 }
-OUT = Path(__file__).parent / "results"
+PEERS = peers.BAYESIAN_FM
+COMPARED = ("lstm-no-fm", "lstm-no-recurrent", "lstm-untrained", *PEERS)
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "accuracy-runs"
 
 
-def run(models: list[str], seeds: int) -> list[dict]:
-    rows = []
-    for name, meta in SETS.items():
-        events = read_events(DATA / "amazon" / name).events
-        items = read_items(DATA / "amazon" / meta).items if meta else None
-        variants = [(m, None) for m in models]
-        if items is not None and "lstm" in models:
-            variants.append(("lstm+items", items))
+def events_of(name: str) -> pl.DataFrame:
+    if name == "synthetic":
+        return generate(SYNTHETIC).events
+    return read_events(DATA / "amazon" / f"{name}.json.gz").events
+
+
+def run(seed: int, only: list[str] | None) -> None:
+    RUNS.mkdir(parents=True, exist_ok=True)
+    for name in SETS:
+        events = events_of(name)
         for protocol in ("loo", "time"):
             split = split_events(events, protocol)
-            histories = {
-                "online": pl.concat([split.train, split.valid, split.test]),
-                "offline": pl.concat([split.train, split.valid]),
-            }
-            for label, side in variants:
-                row = _measure(label, side, split, histories, seeds)
-                row |= {"data": name, "protocol": protocol, "to_beat": TO_BEAT[(name, protocol)]}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    return rows
+            for label in only or [*VARIANTS, *PEERS]:
+                row = _measure(label, split, seed)
+                np.savez(RUNS / f"{name}.{protocol}.{label}.{seed}.npz", **row)
+                print(name, protocol, label, seed, {k: row[k] for k in ("offline_rmse",
+                      "online_rmse", "fit_seconds")}, flush=True)
 
 
-def _measure(label, items, split, histories, seeds) -> dict:
+def _measure(label: str, split, seed: int) -> dict:
     truth = split.test["rating"].to_numpy()
-    scores = {h: [] for h in histories}
-    seconds = 0.0
-    for seed in range(seeds):
-        start = time.perf_counter()
-        fitted = Forecaster(label.split("+")[0], seed=seed).fit(split.train, split.valid, items)
-        seconds += time.perf_counter() - start
-        for h, history in histories.items():
-            pred = fitted.predict(history, split.test)["prediction"].to_numpy()
-            scores[h].append(summary(truth, pred))
-    row = {"model": label, "seeds": seeds, "fit_seconds": seconds / seeds}
-    for h, s in scores.items():
-        row[f"{h}_rmse"] = float(np.mean([x["rmse"] for x in s]))
-        row[f"{h}_rmse_spread"] = float(np.std([x["rmse"] for x in s]))
-        row[f"{h}_macro_mae"] = float(np.mean([x["macro_mae"] for x in s]))
+    known = pl.concat([split.train, split.valid])
+    start = time.perf_counter()
+    if label in PEERS:
+        pred, _, _ = peers.fit_predict(label, known, split.test, RatingScale(), seed)
+        out = {"offline": pred, "online": pred, "valid_rmse": np.nan, "best_epoch": -1}
+    else:
+        model = Forecaster(config=VARIANTS[label], seed=seed).fit(split.train, split.valid)
+        log = model.training_log
+        chosen = [e for e in log["epochs"] if e["epoch"] == log.get("best_epoch")]
+        out = {
+            "offline": model.predict(known, split.test)["prediction"].to_numpy(),
+            "online": model.predict(pl.concat([known, split.test]), split.test)[
+                "prediction"].to_numpy(),
+            "valid_rmse": chosen[0]["valid_rmse"] if chosen else np.nan,
+            "best_epoch": log.get("best_epoch") if log.get("best_epoch") is not None else -1,
+        }
+    out["fit_seconds"] = time.perf_counter() - start
+    for history in ("offline", "online"):
+        out[f"{history}_rmse"] = summary(truth, out[history])["rmse"]
+    return out | {"truth": truth}
+
+
+def report() -> None:
+    runs: dict[tuple, dict[int, dict]] = {}
+    for path in sorted(RUNS.glob("*.npz")):
+        name, protocol, label, seed = path.stem.rsplit(".", 3)
+        runs.setdefault((name, protocol, label), {})[int(seed)] = dict(np.load(path))
+    rows = [_row(key, by_seed) for key, by_seed in runs.items()]
+    comparisons = [c for key in {k[:2] for k in runs} for c in _comparisons(key, runs)]
+    order = {s: i for i, s in enumerate(SETS)}
+    rows.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["model"])))
+    comparisons.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["against"])))
+    (RESULTS / "accuracy.json").write_text(json.dumps({"rows": rows,
+                                                       "comparisons": comparisons}, indent=2))
+    (RESULTS / "accuracy.md").write_text(markdown(rows, comparisons))
+
+
+def _rank(label: str) -> int:
+    labels = [*VARIANTS, *PEERS]
+    return labels.index(label) if label in labels else len(labels)
+
+
+def _row(key: tuple, by_seed: dict[int, dict]) -> dict:
+    name, protocol, label = key
+    runs = list(by_seed.values())
+    truth = runs[0]["truth"]
+    row = {"data": name, "protocol": protocol, "model": label, "seeds": sorted(by_seed),
+           "to_beat": TO_BEAT.get((name, protocol)),
+           "fit_seconds": float(np.mean([r["fit_seconds"] for r in runs])),
+           "valid_rmse": float(np.mean([r["valid_rmse"] for r in runs])),
+           "best_epochs": [int(r["best_epoch"]) for r in runs]}
+    for history in ("offline", "online"):
+        scores = [summary(truth, r[history]) for r in runs]
+        row[f"{history}_rmse"] = float(np.mean([s["rmse"] for s in scores]))
+        row[f"{history}_rmse_spread"] = float(np.std([s["rmse"] for s in scores]))
+        row[f"{history}_macro_mae"] = float(np.mean([s["macro_mae"] for s in scores]))
     return row
 
 
-def markdown(rows: list[dict]) -> str:
+def _comparisons(key: tuple, runs: dict) -> list[dict]:
+    """The default against each compared model on the seeds both ran: paired intervals."""
+    base = runs.get((*key, "lstm"))
+    out = []
+    for label in COMPARED:
+        other = runs.get((*key, label))
+        if base is None or other is None:
+            continue
+        seeds = sorted(set(base) & set(other))
+        truth = base[seeds[0]]["truth"]
+        entry = {"data": key[0], "protocol": key[1], "against": label, "seeds": seeds}
+        for history in ("offline", "online"):
+            mine = np.stack([base[s][history] for s in seeds])
+            theirs = np.stack([other[s][history] for s in seeds])
+            diffs = [summary(truth, m)["rmse"] - summary(truth, t)["rmse"]
+                     for m, t in zip(mine, theirs, strict=True)]
+            entry[f"{history}_diff"] = float(np.mean(diffs))
+            entry[f"{history}_ci95"] = paired_bootstrap_interval(truth, mine, theirs)
+        out.append(entry)
+    return out
+
+
+def markdown(rows: list[dict], comparisons: list[dict]) -> str:
     lines = [
-        "| data | protocol | model | online RMSE (± seeds) | to beat | online macro-MAE "
-        "| offline RMSE | offline macro-MAE | fit s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| data | protocol | model | offline RMSE (± seeds) | online RMSE | to beat (offline) "
+        "| offline macro-MAE | valid RMSE (network) | best epochs | fit s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
+        beat = "" if r["to_beat"] is None else f"{r['to_beat']:.4f}"
         lines.append(
             f"| {r['data'].split('.')[0]} | {r['protocol']} | {r['model']} | "
-            f"{r['online_rmse']:.4f} ±{r['online_rmse_spread']:.4f} | {r['to_beat']:.4f} | "
-            f"{r['online_macro_mae']:.4f} | {r['offline_rmse']:.4f} | "
-            f"{r['offline_macro_mae']:.4f} | {r['fit_seconds']:.1f} |"
-        )
+            f"{r['offline_rmse']:.4f} ±{r['offline_rmse_spread']:.4f} | {r['online_rmse']:.4f} | "
+            f"{beat} | {r['offline_macro_mae']:.4f} | {r['valid_rmse']:.4f} | "
+            f"{r['best_epochs']} | {r['fit_seconds']:.1f} |")
+    lines += [
+        "", "lstm minus the model named, test RMSE, mean over seeds, paired bootstrap 95% "
+        "interval (negative: lstm is better):", "",
+        "| data | protocol | against | seeds | offline diff [95%] | online diff [95%] |",
+        "|---|---|---|---|---:|---:|",
+    ]
+    for c in comparisons:
+        cells = [f"{c[f'{h}_diff']:+.4f} [{c[f'{h}_ci95'][0]:+.4f}, {c[f'{h}_ci95'][1]:+.4f}]"
+                 for h in ("offline", "online")]
+        lines.append(f"| {c['data'].split('.')[0]} | {c['protocol']} | {c['against']} | "
+                     f"{c['seeds']} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
-
-
-def _merged(fresh: list[dict]) -> list[dict]:
-    """Fresh rows replace recorded ones of the same (data, protocol, model); others stay."""
-    path = OUT / "accuracy.json"
-    recorded = json.loads(path.read_text()) if path.is_file() else []
-    key = lambda r: (r["data"], r["protocol"], r["model"])  # noqa: E731
-    by_key = {key(r): r for r in recorded} | {key(r): r for r in fresh}
-    order = {(d, p): i for i, (d, p) in enumerate(TO_BEAT)}
-    return sorted(by_key.values(), key=lambda r: (order[(r["data"], r["protocol"])],))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default="bias,mf,seed,lstm")
-    parser.add_argument("--seeds", type=int, default=2)
+    sub = parser.add_subparsers(dest="command", required=True)
+    runner = sub.add_parser("run")
+    runner.add_argument("--seed", type=int, default=0)
+    runner.add_argument("--only", default=None, help="comma-separated labels")
+    sub.add_parser("report")
     args = parser.parse_args()
-    rows = _merged(run(args.models.split(","), args.seeds))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "accuracy.json").write_text(json.dumps(rows, indent=2))
-    (OUT / "accuracy.md").write_text(markdown(rows))
+    if args.command == "run":
+        run(args.seed, args.only.split(",") if args.only else None)
+    report()
 
 
 if __name__ == "__main__":

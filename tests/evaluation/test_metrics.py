@@ -70,3 +70,15 @@ def test_paired_bootstrap_interval_sees_a_consistent_gain():
     low, high = paired_bootstrap_interval(y, good, worse, seed=1)
     assert low < high < 0  # `good` has the lower RMSE on every resample's 95%
     assert paired_bootstrap_interval(y, good, good) == (0.0, 0.0)
+
+
+def test_paired_bootstrap_interval_over_several_seeds_is_the_mean_of_theirs():
+    from starcast.evaluation.metrics import paired_bootstrap_interval
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(1, 6, 500).astype(float)
+    a = y + rng.normal(0, 0.5, (3, len(y)))
+    b = a + rng.normal(0, 0.4, (3, len(y)))
+    low, high = paired_bootstrap_interval(y, a, b, seed=0)
+    point = np.mean([rmse(y, p) for p in a]) - np.mean([rmse(y, p) for p in b])
+    assert low < point < high < 0

@@ -80,9 +80,15 @@ def paired_bootstrap_interval(
     samples: int = BOOTSTRAP_SAMPLES,
 ) -> tuple[float, float]:
     """95% interval of metric(a) - metric(b) over resamples of the events, both models on the
-    same resampled events (paired: what they share of the noise cancels)."""
+    same resampled events (paired: what they share of the noise cancels). Predictions may be
+    [runs, events] (several seeds): the metric is then the mean over runs."""
     metric = rmse if metric is None else metric
-    return _interval([metric(y_true[idx], pred_a[idx]) - metric(y_true[idx], pred_b[idx])
+
+    def mean_metric(y: np.ndarray, pred: np.ndarray) -> float:
+        return float(np.mean([metric(y, p) for p in np.atleast_2d(pred)]))
+
+    return _interval([mean_metric(y_true[idx], pred_a[..., idx])
+                      - mean_metric(y_true[idx], pred_b[..., idx])
                       for idx in _resamples(len(y_true), seed, samples)])
 
 

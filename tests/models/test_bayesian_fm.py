@@ -1,0 +1,90 @@
+"""The Bayesian FM beside the network: its reading as (user, item, day) tables, and the blend."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from starcast import Forecaster
+from starcast.config import FMConfig, LSTMConfig, StarcastConfig
+from starcast.data.splits import split_events
+from starcast.data.synth import SynthConfig, generate
+from starcast.models import bayesian_fm
+from starcast.models.bayesian_fm import FactorBase, _Design, _myfm
+from starcast.models.blend import FactorBlend
+
+pytest.importorskip("myfm")
+
+
+@pytest.fixture(scope="module")
+def split():
+    return split_events(generate(SynthConfig(users=150, items=60, events=3_000, seed=4)).events,
+                        "loo")
+
+
+def test_the_tables_are_the_posterior_mean_of_the_draws(split) -> None:
+    """With every draw kept and no truncation, FactorBase is myFM's own posterior mean."""
+    known = split.train
+    config = FMConfig(iterations=40, burn_in=10, cross_rank=10_000)
+    base = FactorBase.fit(known, config, seed=3)
+    design = _Design(known)
+    X, relations = design.rows(known)
+    Xq, relations_q = design.rows(split.test)
+    with bayesian_fm._quiet():
+        reference = _myfm().MyFMRegressor(rank=config.rank, random_seed=3).fit(
+            X, known["rating"].to_numpy().astype(float), X_rel=relations, n_iter=40,
+            n_kept_samples=30, grouping=design.grouping)
+    expected = reference.predict(Xq, relations_q)
+    got = base.predict(split.test["user"], split.test["item"], split.test["ts"].to_numpy())
+    assert np.abs(got - expected).max() < 1e-4  # the draws' vectors are kept in float32
+
+
+def test_truncation_error_falls_with_the_rank_kept(split) -> None:
+    config = FMConfig(iterations=40, burn_in=10)
+    args = (split.test["user"], split.test["item"], split.test["ts"].to_numpy())
+
+    def predict(rank):
+        return FactorBase.fit(split.train, FMConfig(iterations=40, burn_in=10,
+                                                    cross_rank=rank), 3).predict(*args)
+
+    exact = predict(10_000)
+    error = {r: np.sqrt(np.mean((predict(r) - exact) ** 2)) for r in (4, 32)}
+    assert error[4] > error[32] > 0, error
+    assert FactorBase.fit(split.train, config, 3).predict(*args).tolist() == \
+        FactorBase.fit(split.train, config, 3).predict(*args).tolist()  # seeded
+
+
+def test_unknown_users_and_items_take_only_what_is_known(split) -> None:
+    base = FactorBase.fit(split.train, FMConfig(iterations=20, burn_in=5), 0)
+    day = split.train["ts"].to_numpy()[:1]
+    nobody = base.predict(pl.Series(["nobody"]), pl.Series(["nothing"]), day)
+    assert nobody[0] == pytest.approx(base.w0 + base.arrays["const_day"][
+        np.searchsorted(base.days, day[0] // 86_400, side="right") - 1])
+    assert base.user_events(pl.Series(["nobody"])).tolist() == [0.0]
+
+
+def test_the_blend_weight_recovers_a_known_mixture(split) -> None:
+    blend = FactorBlend.fit(split.train, FMConfig(iterations=20, burn_in=5), 0)
+    queries = pl.concat([split.valid, split.test])
+    fm = blend.fm(queries)
+    rng = np.random.default_rng(0)
+    network = fm + rng.normal(0, 0.5, len(fm))
+    truth = network + 0.3 * (fm - network) + rng.normal(0, 0.05, len(fm))
+    visible = blend.factors.user_events(queries["user"])  # nothing new: groups 0 and 2
+    weights = blend.fitted_weights(network, queries, visible, truth)
+    assert weights[2] == pytest.approx(0.3, abs=0.03)
+    blend.weights = weights
+    assert np.sqrt(np.mean((blend.apply(network, queries, visible) - truth) ** 2)) < \
+        np.sqrt(np.mean((network - truth) ** 2)) - 0.1
+
+
+def test_the_default_model_saves_and_loads_its_fm(split, tmp_path) -> None:
+    config = StarcastConfig(lstm=LSTMConfig(fm=FMConfig(iterations=30, burn_in=10)))
+    model = Forecaster(config=config, seed=0, epochs=1).fit(split.train, split.valid)
+    weights = model.training_log["blend"]
+    assert len(weights) == 4 and all(0 <= w <= 1 for w in weights)
+    history = pl.concat([split.train, split.valid])
+    loaded = Forecaster.load(model.save(tmp_path / "m"))
+    assert loaded.predict(history, split.test).equals(model.predict(history, split.test))
+    without = Forecaster(config=StarcastConfig(lstm=LSTMConfig(factors=False)), seed=0,
+                         epochs=1).fit(split.train, split.valid)
+    assert not hasattr(without.model_, "blend_")
