@@ -122,7 +122,7 @@ class LSTMModel(TrainedModel):
         self.net_ = self._network().to(device)
         validation = None
         if valid is not None:
-            predict = self._prepared(pl.concat([train, valid]), valid)
+            predict = self._prepared(train, valid)
             validation = Validation(lambda net: predict(net)[0], valid[RATING].to_numpy())
         return train_sequences(
             self.net_,
