@@ -1,7 +1,8 @@
-"""Peers from classic recommender libraries (optional extra `starcast[peers]`).
+"""Peers from classic recommender libraries.
 
-Surprise's SVD and SVD++ and the Bayesian factorization machine (myFM; regression and ordered
-probit, see `bayesian_fm`). They fit on train + valid, as the project's reference numbers were
+The Bayesian factorization machine (myFM, a dependency of the lstm; regression and ordered
+probit, see `starcast.models.bayesian_fm`) and, with the optional extra `starcast[peers]`,
+Surprise's SVD and SVD++. They fit on train + valid, as the project's reference numbers were
 measured, and predict each test event clipped to the scale. They read nothing of the test
 period: history that arrives after fitting is beyond them, which is the point of comparing.
 """

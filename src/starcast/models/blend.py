@@ -55,15 +55,22 @@ class FactorBlend:
 
     def fitted_weights(self, network: np.ndarray, queries: pl.DataFrame, visible: np.ndarray,
                        truth: np.ndarray) -> np.ndarray:
-        """The least-squares weight per group on these (valid) queries, clipped to [0, 1]."""
+        """The least-squares weight per group on these (valid) queries, clipped to [0, 1].
+
+        A group with fewer than MIN_GROUP events takes the weight of all the events with its
+        kind of history (reviews new to the FM or not); with too few of those either, 0 where
+        there are new reviews (only the network reads them), else the weight of all events.
+        """
         gap, residual = self.fm(queries) - network, truth - network
         group = self.groups(queries[USER], visible)
-        pooled = _weight(gap, residual)
-        return np.array([
-            _weight(gap[group == g], residual[group == g])
-            if (group == g).sum() >= MIN_GROUP else pooled
-            for g in range(GROUPS)
-        ])
+        new = group % 2 == 1
+
+        def fitted(rows: np.ndarray, fallback: float) -> float:
+            return _weight(gap[rows], residual[rows]) if rows.sum() >= MIN_GROUP else fallback
+
+        pooled = fitted(np.ones(len(gap), dtype=bool), NO_VALID)
+        by_history = [fitted(~new, pooled), fitted(new, 0.0)]
+        return np.array([fitted(group == g, by_history[g % 2]) for g in range(GROUPS)])
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         arrays, meta = self.factors.state()
