@@ -69,9 +69,12 @@ def test_the_blend_weight_recovers_a_known_mixture(split) -> None:
     rng = np.random.default_rng(0)
     network = fm + rng.normal(0, 0.5, len(fm))
     truth = network + 0.3 * (fm - network) + rng.normal(0, 0.05, len(fm))
-    visible = blend.factors.user_events(queries["user"])  # nothing new: groups 0 and 2
+    visible = blend.factors.user_events(queries["user"])  # nothing new to the FM
     weights = blend.fitted_weights(network, queries, visible, truth)
-    assert weights[2] == pytest.approx(0.3, abs=0.03)
+    assert weights[1] == pytest.approx(0.3, abs=0.03)
+    newer = visible + 1  # a review the FM was not fitted on: the network answers alone
+    assert (blend.apply(network, queries, newer) == network).all()
+    assert blend.fitted_weights(network, queries, newer, truth).tolist() == [0.5, 0.5]
     blend.weights = weights
     assert np.sqrt(np.mean((blend.apply(network, queries, visible) - truth) ** 2)) < \
         np.sqrt(np.mean((network - truth) ** 2)) - 0.1
@@ -81,7 +84,7 @@ def test_the_default_model_saves_and_loads_its_fm(split, tmp_path) -> None:
     config = StarcastConfig(lstm=LSTMConfig(fm=FMConfig(iterations=30, burn_in=10)))
     model = Forecaster(config=config, seed=0, epochs=1).fit(split.train, split.valid)
     weights = model.training_log["blend"]
-    assert len(weights) == 4 and all(0 <= w <= 1 for w in weights)
+    assert len(weights) == 2 and all(0 <= w <= 1 for w in weights)
     history = pl.concat([split.train, split.valid])
     loaded = Forecaster.load(model.save(tmp_path / "m"))
     assert loaded.predict(history, split.test).equals(model.predict(history, split.test))
