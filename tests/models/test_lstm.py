@@ -5,8 +5,12 @@ import polars as pl
 import pytest
 
 from starcast import Forecaster
+from starcast.config import LSTMConfig, StarcastConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
+
+# side features are the network's (the FM beside it has tests of its own)
+NETWORK_ONLY = StarcastConfig(lstm=LSTMConfig(factors=False))
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +29,8 @@ def test_side_features_help_items_unseen_in_training(held_out_items) -> None:
     items, split, known, cold = held_out_items
     rmse = {}
     for name, table in (("without", None), ("with", items)):
-        model = Forecaster("lstm", seed=0, epochs=1).fit(split.train, split.valid, table)
+        model = Forecaster(config=NETWORK_ONLY, seed=0, epochs=1).fit(split.train, split.valid,
+                                                                      table)
         out = model.predict(known, cold)
         assert out["cold"].all()
         rmse[name] = float(np.sqrt(np.mean((out["prediction"] - cold["rating"]).to_numpy() ** 2)))
@@ -34,7 +39,7 @@ def test_side_features_help_items_unseen_in_training(held_out_items) -> None:
 
 def test_side_features_survive_save_and_load(held_out_items, tmp_path) -> None:
     items, split, known, cold = held_out_items
-    model = Forecaster("lstm", seed=0, epochs=1).fit(split.train, split.valid, items)
+    model = Forecaster(config=NETWORK_ONLY, seed=0, epochs=1).fit(split.train, split.valid, items)
     loaded = Forecaster.load(model.save(tmp_path / "m"))
     assert loaded.predict(known, cold).equals(model.predict(known, cold))
 

@@ -100,7 +100,8 @@ RANK_PROGRAM = """
     from starcast.config import LSTMConfig, StarcastConfig
     from starcast.training.distributed import process_group
 
-    CONFIG = StarcastConfig(lstm=LSTMConfig(significance=0.0))  # a trained epoch, and a refit
+    # a trained epoch, and a refit; no FM (each rank fits the same one: nothing distributed)
+    CONFIG = StarcastConfig(lstm=LSTMConfig(significance=0.0, factors=False))
 
     with process_group(True, "cpu") as cluster:
         parts = split_events(pl.read_parquet(sys.argv[1]), "time")
@@ -133,7 +134,7 @@ def test_two_gloo_processes_keep_identical_weights_close_to_one_process(events, 
     for name in ranks[0]:  # gradients (sparse embedding rows included) were averaged
         assert torch.equal(ranks[0][name], ranks[1][name]), name
     parts = split_events(pl.read_parquet(events), "time")
-    config = StarcastConfig(lstm=LSTMConfig(significance=0.0))
+    config = StarcastConfig(lstm=LSTMConfig(significance=0.0, factors=False))
     alone = Forecaster(config=config, seed=0, epochs=3).fit(parts.train, parts.valid).training_log
     together = Forecaster.load(tmp_path / "rank0").training_log
     assert together["best_epoch"] > 0 and len(together["refit_epochs"]) == together["best_epoch"]
