@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ RANK, ITERATIONS, KEPT = 32, 300, 250
 class FMPrediction:
     mean: np.ndarray  # [Q] clipped to the scale
     probabilities: np.ndarray | None  # [Q, K] for the ordered probit
+    predict_seconds: float = 0.0
 
 
 class _Design:
@@ -240,13 +242,17 @@ def fit_predict(
     with _quiet():
         if not probit:
             model = myfm.MyFMRegressor(rank=RANK, random_seed=seed).fit(X, ratings, **common)
+            start = time.perf_counter()
             mean = model.predict(Xq, relations_q)
-            return FMPrediction(np.clip(mean, scale.low, scale.high), None)
+            return FMPrediction(np.clip(mean, scale.low, scale.high), None,
+                                time.perf_counter() - start)
         stars = np.rint(ratings - scale.low).astype(np.int64)
         model = myfm.MyFMOrderedProbit(rank=RANK, random_seed=seed).fit(X, stars, **common)
+        start = time.perf_counter()
         probs = model.predict_proba(Xq, relations_q)
     levels = scale.low + np.arange(probs.shape[1])
-    return FMPrediction(np.clip(probs @ levels, scale.low, scale.high), probs)
+    return FMPrediction(np.clip(probs @ levels, scale.low, scale.high), probs,
+                        time.perf_counter() - start)
 
 
 def _myfm():
