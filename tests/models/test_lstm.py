@@ -72,7 +72,7 @@ def test_prediction_from_history_states_equals_one_sequence_per_query() -> None:
     everything = pl.concat([known, split.test])  # the test events see themselves: own visible
     for history in (known, everything, known.clear()):
         queries = split.test.select("user", "item", "ts")
-        fast = model._estimate(history, queries).mean
+        fast = model._network_estimate(history, queries).mean
         seqs = model._query_sequences(history, queries)
         slow = predict_last(model.net_, seqs, torch.device("cpu"))[0]
         assert np.abs(fast - slow).max() < 1e-6
