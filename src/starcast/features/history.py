@@ -67,6 +67,11 @@ def visible_sums(
     )
 
 
+def visible_counts(history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
+    """Per query, in query order: its user's history events visible to it."""
+    return visible_sums(history, queries, pl.lit(1.0))["n"].to_numpy()
+
+
 def _running_sums(h: pl.DataFrame, by: str) -> pl.DataFrame:
     """Running count and sum per key after each of its events, in (key, ts) order."""
     return (

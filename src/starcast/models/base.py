@@ -17,7 +17,7 @@ import torch
 from starcast.config import TrainConfig
 from starcast.data.schema import ITEM, QUERY_COLUMNS, USER, RatingScale, empty_events
 from starcast.errors import ConfigError, NotFittedError
-from starcast.features.history import visible_sums
+from starcast.features.history import visible_counts
 from starcast.features.vocab import COLD, Vocabulary
 from starcast.training.distributed import Cluster
 
@@ -92,7 +92,7 @@ class RatingModel(ABC):
         training events nor visible history) and `visible` (the user's visible history events).
         """
         self._check_fitted()
-        visible = visible_sums(history, queries, pl.lit(1.0))["n"].to_numpy().astype(np.int64)
+        visible = visible_counts(history, queries).astype(np.int64)
         return {
             "item_cold": self.items_.encode(queries[ITEM]) == COLD,
             "user_cold": (self.users_.encode(queries[USER]) == COLD) & (visible == 0),

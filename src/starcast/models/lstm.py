@@ -14,7 +14,7 @@ import torch
 
 from starcast.config import BiasConfig, LSTMConfig, TrainConfig
 from starcast.data.schema import ITEM, RATING, TS, USER, RatingScale
-from starcast.features.history import visible_sums
+from starcast.features.history import visible_counts
 from starcast.features.item_windows import ItemWindows, item_windows
 from starcast.features.prefixes import prefix_queries
 from starcast.features.sequences import (
@@ -95,7 +95,7 @@ class LSTMModel(TrainedModel):
         history = pl.concat([train, valid])
         network = self._network_estimate(history, valid).mean
         self.log_.blend = blend.fitted_weights(
-            network, valid, _visible_counts(history, valid), valid[RATING].to_numpy()).tolist()
+            network, valid, visible_counts(history, valid), valid[RATING].to_numpy()).tolist()
         return np.asarray(self.log_.blend)
 
     def _train(
@@ -150,7 +150,7 @@ class LSTMModel(TrainedModel):
     def _estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:
         estimate = self._network_estimate(history, queries)
         if hasattr(self, "blend_"):
-            visible = _visible_counts(history, queries)
+            visible = visible_counts(history, queries)
             estimate.mean = self.blend_.apply(estimate.mean, queries, visible)
         return estimate
 
@@ -277,11 +277,6 @@ class LSTMModel(TrainedModel):
         share = np.bincount(stars, minlength=self._stars()) / len(stars)
         weights = (np.maximum(share, 1e-3) / share.max()) ** -self.config.class_weight
         return torch.tensor(weights, dtype=torch.float32, device=device)
-
-
-def _visible_counts(history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
-    """Per query, its user's history events visible to it."""
-    return visible_sums(history, queries, pl.lit(1.0))["n"].to_numpy()
 
 
 def _device_of(net: torch.nn.Module) -> torch.device:
