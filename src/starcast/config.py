@@ -75,6 +75,14 @@ class FMConfig:
     cross_rank: int = 64  # columns kept of the mean user x item interaction (truncated SVD)
     memory_mb: int = 512  # for the draws' user and item vectors; more draws are thinned
 
+    def __post_init__(self) -> None:
+        for name in ("rank", "iterations", "cross_rank", "memory_mb"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"fm.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.burn_in < self.iterations:
+            raise ConfigError(f"fm.burn_in must be in [0, iterations = {self.iterations}), "
+                              f"got {self.burn_in}")
+
 
 @dataclass(frozen=True)
 class LSTMConfig:

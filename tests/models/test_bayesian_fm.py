@@ -73,10 +73,11 @@ def test_the_blend_weight_recovers_a_known_mixture(split) -> None:
     weights = blend.fitted_weights(network, queries, visible, truth)
     assert weights[1] == pytest.approx(0.3, abs=0.03)
     newer = visible + 1  # a review the FM was not fitted on: the network answers alone
-    assert (blend.apply(network, queries, newer) == network).all()
+    ids = (queries["user"], queries["item"], queries["ts"].to_numpy())
+    assert (blend.apply(network, *ids, newer) == network).all()
     assert blend.fitted_weights(network, queries, newer, truth).tolist() == [0.5, 0.5]
     blend.weights = weights
-    assert np.sqrt(np.mean((blend.apply(network, queries, visible) - truth) ** 2)) < \
+    assert np.sqrt(np.mean((blend.apply(network, *ids, visible) - truth) ** 2)) < \
         np.sqrt(np.mean((network - truth) ** 2)) - 0.1
 
 
@@ -91,3 +92,12 @@ def test_the_default_model_saves_and_loads_its_fm(split, tmp_path) -> None:
     without = Forecaster(config=StarcastConfig(lstm=LSTMConfig(factors=False)), seed=0,
                          epochs=1).fit(split.train, split.valid)
     assert not hasattr(without.model_, "blend_")
+
+
+@pytest.mark.parametrize("bad", [{"rank": 0}, {"cross_rank": -1}, {"iterations": 10, "burn_in": 10},
+                                 {"burn_in": -1}])
+def test_bad_fm_settings_are_refused_by_name(bad) -> None:
+    from starcast.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fm."):
+        FMConfig(**bad)

@@ -25,7 +25,7 @@ import contextlib
 import functools
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +63,7 @@ class _Design:
         self.grouping = [g for g, n in enumerate(sizes) for _ in range(n)]
 
     @staticmethod
-    def _index(ids: pl.Series, table: dict[str, int]) -> np.ndarray:
+    def _index(ids: Sequence[str] | pl.Series, table: dict[str, int]) -> np.ndarray:
         unknown = len(table)
         return np.fromiter((table.get(x, unknown) for x in ids), np.int64, len(ids))
 
@@ -127,12 +127,13 @@ class FactorBase:
         return cls(list(design.users), list(design.items), design.days, draws.w0 / draws.n,
                    arrays)
 
-    def user_events(self, users: pl.Series) -> np.ndarray:
+    def user_events(self, users: Sequence[str] | pl.Series) -> np.ndarray:
         """How many events of each user the FM was fitted on (0: an unknown user)."""
         counts = np.r_[self.arrays["user_events"], 0.0]
         return counts[_Design._index(users, self.users)]
 
-    def predict(self, users: pl.Series, items: pl.Series, ts: np.ndarray) -> np.ndarray:
+    def predict(self, users: Sequence[str] | pl.Series, items: Sequence[str] | pl.Series,
+                ts: np.ndarray) -> np.ndarray:
         day = np.searchsorted(self.days, ts // DAY, side="right") - 1
         rows = {"user": _Design._index(users, self.users),
                 "item": _Design._index(items, self.items),

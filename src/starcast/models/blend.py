@@ -17,6 +17,7 @@ against the network's 0.78.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ from starcast.data.schema import ITEM, TS, USER
 from starcast.models.bayesian_fm import FactorBase
 
 GROUPS = 2
+Ids = Sequence[str] | pl.Series
 MIN_GROUP = 50  # valid events a group needs for a weight of its own, else the pooled one
 NO_VALID = 0.5  # without valid events to fit a weight: the plain average of the two
 
@@ -47,14 +49,17 @@ class FactorBlend:
     def fm(self, queries: pl.DataFrame) -> np.ndarray:
         return self.factors.predict(queries[USER], queries[ITEM], queries[TS].to_numpy())
 
-    def weight(self, users: pl.Series, visible: np.ndarray) -> np.ndarray:
+    def weight(self, users: Ids, visible: np.ndarray) -> np.ndarray:
         """Each query's weight, from its user and the user's visible history events."""
         fitted_on = self.factors.user_events(users)
         return np.where(visible > fitted_on, 0.0, self.weights[(fitted_on > 0).astype(int)])
 
-    def apply(self, network: np.ndarray, queries: pl.DataFrame, visible: np.ndarray) -> np.ndarray:
-        """Blended predictions; `visible`: each query's user's visible history events."""
-        return network + self.weight(queries[USER], visible) * (self.fm(queries) - network)
+    def apply(self, network: np.ndarray, users: Ids, items: Ids, ts: np.ndarray,
+              visible: np.ndarray) -> np.ndarray:
+        """Blended predictions for queries (users, items, ts); `visible`: each query's user's
+        visible history events. Plain id sequences do: the service builds no frame for this."""
+        fm = self.factors.predict(users, items, ts)
+        return network + self.weight(users, visible) * (fm - network)
 
     def fitted_weights(self, network: np.ndarray, queries: pl.DataFrame, visible: np.ndarray,
                        truth: np.ndarray) -> np.ndarray:

@@ -151,7 +151,8 @@ class LSTMModel(TrainedModel):
         estimate = self._network_estimate(history, queries)
         if hasattr(self, "blend_"):
             visible = visible_counts(history, queries)
-            estimate.mean = self.blend_.apply(estimate.mean, queries, visible)
+            estimate.mean = self.blend_.apply(estimate.mean, queries[USER], queries[ITEM],
+                                              queries[TS].to_numpy(), visible)
         return estimate
 
     def _network_estimate(self, history: pl.DataFrame, queries: pl.DataFrame) -> Estimate:

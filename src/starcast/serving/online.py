@@ -341,8 +341,7 @@ class OnlineForecaster:
         mean, probs = net.head(h[torch.from_numpy(u)], emb, bias, feats, gap)
         point = mean.double().numpy()
         if hasattr(self.model, "blend_"):  # every stored event of the user is visible here
-            point = self.model.blend_.apply(point, _query_frame(user_ids, item_ids, ts),
-                                            per_user[u, 1])
+            point = self.model.blend_.apply(point, user_ids, item_ids, ts, per_user[u, 1])
         scale = self.forecaster.scale
         point = np.clip(point, scale.low, scale.high)
         return Answers(point, np.zeros(len(point), dtype=bool),
