@@ -39,7 +39,14 @@ from starcast.config import StarcastConfig
 from starcast.data.schema import RatingScale
 from starcast.data.synth import SynthConfig, generate
 from starcast.evaluation import peers
-from starcast.evaluation.metrics import paired_bootstrap_interval, summary
+from starcast.evaluation.metrics import (
+    macro_mae,
+    negative_log_likelihood,
+    paired_bootstrap_interval,
+    ranked_probability_score,
+    summary,
+)
+from starcast.models.stars import StarCosts, star_shares
 
 DATA = Path(
     os.environ.get("STARCAST_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data")
@@ -90,20 +97,31 @@ def _measure(label: str, split, seed: int) -> dict:
     truth = split.test["rating"].to_numpy()
     known = pl.concat([split.train, split.valid])
     start = time.perf_counter()
+    scale = RatingScale()
+    shares = star_shares(known["rating"].to_numpy(), scale.low, scale.stars)
     if label in PEERS:
-        pred, _, _ = peers.fit_predict(label, known, split.test, RatingScale(), seed)
-        out = {"offline": pred, "online": pred, "valid_rmse": np.nan, "best_epoch": -1}
+        peer = peers.fit_predict(label, known, split.test, scale, seed)
+        probs = peer.probabilities
+        out = {"offline": peer.mean, "online": peer.mean, "valid_rmse": np.nan,
+               "best_epoch": -1}
+        if probs is not None:  # read the balanced way with costs from train + valid
+            out["offline_balanced"] = StarCosts.inverse_share(shares).balanced(probs, scale.low)
     else:
         model = Forecaster(config=VARIANTS[label], seed=seed).fit(split.train, split.valid)
         log = model.training_log
         chosen = [e for e in log["epochs"] if e["epoch"] == log.get("best_epoch")]
+        offline = model.predict(known, split.test)
+        probs = offline.select([f"p{k + 1}" for k in range(scale.stars)]).to_numpy()
         out = {
-            "offline": model.predict(known, split.test)["prediction"].to_numpy(),
+            "offline": offline["prediction"].to_numpy(),
+            "offline_balanced": offline["balanced"].to_numpy(),
             "online": model.predict(pl.concat([known, split.test]), split.test)[
                 "prediction"].to_numpy(),
             "valid_rmse": chosen[0]["valid_rmse"] if chosen else np.nan,
             "best_epoch": log.get("best_epoch") if log.get("best_epoch") is not None else -1,
         }
+    if probs is not None:
+        out |= {"offline_probs": probs, "shares": shares}
     out["fit_seconds"] = time.perf_counter() - start
     for history in ("offline", "online"):
         out[f"{history}_rmse"] = summary(truth, out[history])["rmse"]
@@ -144,7 +162,20 @@ def _row(key: tuple, by_seed: dict[int, dict]) -> dict:
         row[f"{history}_rmse"] = float(np.mean([s["rmse"] for s in scores]))
         row[f"{history}_rmse_spread"] = float(np.std([s["rmse"] for s in scores]))
         row[f"{history}_macro_mae"] = float(np.mean([s["macro_mae"] for s in scores]))
+    row["offline_balanced_macro_mae"] = _mean(runs, "offline_balanced",
+                                              lambda r: macro_mae(truth, r["offline_balanced"]))
+    for score, name in ((negative_log_likelihood, "nll"), (ranked_probability_score, "rps")):
+        row[f"offline_{name}"] = _mean(runs, "offline_probs",
+                                       lambda r, f=score: f(truth, r["offline_probs"], 1))
+        row[f"shares_{name}"] = _mean(runs, "shares", lambda r, f=score: f(
+            truth, np.tile(r["shares"], (len(truth), 1)), 1))
     return row
+
+
+def _mean(runs: list[dict], needs: str, value) -> float:
+    """Mean of value(run) over the runs holding `needs` (nan when none does)."""
+    values = [value(r) for r in runs if needs in r]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def _comparisons(key: tuple, runs: dict) -> list[dict]:
@@ -172,15 +203,18 @@ def _comparisons(key: tuple, runs: dict) -> list[dict]:
 def markdown(rows: list[dict], comparisons: list[dict]) -> str:
     lines = [
         "| data | protocol | model | offline RMSE (± seeds) | online RMSE | to beat (offline) "
-        "| offline macro-MAE | valid RMSE (network) | best epochs | fit s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+        "| offline macro-MAE | balanced macro-MAE | NLL (shares) | RPS (shares) "
+        "| valid RMSE (network) | best epochs | fit s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         beat = "" if r["to_beat"] is None else f"{r['to_beat']:.4f}"
         lines.append(
             f"| {r['data'].split('.')[0]} | {r['protocol']} | {r['model']} | "
             f"{r['offline_rmse']:.4f} ±{r['offline_rmse_spread']:.4f} | {r['online_rmse']:.4f} | "
-            f"{beat} | {r['offline_macro_mae']:.4f} | {r['valid_rmse']:.4f} | "
+            f"{beat} | {r['offline_macro_mae']:.4f} | {r['offline_balanced_macro_mae']:.4f} | "
+            f"{r['offline_nll']:.4f} ({r['shares_nll']:.4f}) | "
+            f"{r['offline_rps']:.4f} ({r['shares_rps']:.4f}) | {r['valid_rmse']:.4f} | "
             f"{r['best_epochs']} | {r['fit_seconds']:.1f} |")
     lines += [
         "", "lstm minus the model named, test RMSE, mean over seeds, paired bootstrap 95% "

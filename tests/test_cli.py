@@ -5,6 +5,8 @@ import pytest
 from typer.testing import CliRunner
 
 from starcast.cli import app
+from starcast.errors import StarcastError
+from starcast.evaluation.metrics import macro_mae
 
 runner = CliRunner()
 
@@ -115,6 +117,28 @@ def test_evaluate_report_matches_predict_output(tmp_path):
     truth = pl.read_csv(split / "test.csv")["rating"].to_numpy()
     assert metrics["overall"]["rmse"] == pytest.approx(float(((pred - truth) ** 2).mean() ** 0.5))
     assert (tmp_path / "report" / "report.html").is_file()
+    # both readings side by side, and the probabilities scored against the star shares
+    balanced = pl.read_csv(tmp_path / "pred.csv")["balanced"].to_numpy()
+    assert metrics["overall"]["balanced"]["macro_mae"] == pytest.approx(
+        macro_mae(truth, balanced))
+    assert {"nll", "rps", "nll_training_shares", "recall"} <= set(metrics["overall"])
+    assert "balanced: macro-MAE" in result.stdout
+    assert (tmp_path / "report" / "readings_by_star.png").is_file()
+
+
+def test_predict_costs_are_read_and_bad_ones_refused_before_any_data(tmp_path):
+    data = tmp_path / "events.parquet"
+    invoke("data", "synth", "--users", 60, "--items", 30, "--events", 1000, "--out", data)
+    invoke("train", "--data", data, "--model", "bias", "--out", tmp_path / "m")
+    args = ["predict", "--model", tmp_path / "m", "--history", data, "--queries", data]
+    invoke(*args, "--costs", "1,1,1,1,1000", "--out", tmp_path / "p.csv")
+    assert set(pl.read_csv(tmp_path / "p.csv")["balanced"].unique()) == {5.0}
+    result = runner.invoke(app, [str(a) for a in [*args, "--costs", "1,2,3", "--out",
+                                                  tmp_path / "q.csv"]])
+    # (main() turns a StarcastError into its one line and exit 2)
+    assert isinstance(result.exception, StarcastError)
+    assert "--costs" in str(result.exception) and "5 numbers" in str(result.exception)
+    assert not (tmp_path / "q.csv").exists()
 
 
 def test_evaluate_and_benchmark_on_a_raw_file(tmp_path, data_dir):

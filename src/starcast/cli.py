@@ -31,6 +31,20 @@ RatingCol = Annotated[str, typer.Option("--rating-col", help="CSV/Parquet rating
 TsCol = Annotated[str, typer.Option("--ts-col", help="CSV/Parquet timestamp column.")]
 ModelDir = Annotated[Path, typer.Option("--model", help="Model directory from `starcast train`.")]
 History = Annotated[Path | None, typer.Option("--history", help="Events the predictions may use.")]
+CostsOpt = Annotated[str | None, typer.Option(
+    "--costs", help="The balanced reading's costs: per-star weights '1,4,4,2,1' or a matrix "
+    "'0,1,2,3,4;1,0,1,2,3;...' (row: star read, column: true star). Default: the model's.")]
+
+
+def _costs(text: str | None) -> list | None:
+    """'--costs' as numbers: one row (per-star weights) or rows split by ';' (a matrix)."""
+    if text is None:
+        return None
+    try:
+        rows = [[float(v) for v in row.split(",")] for row in text.split(";")]
+    except ValueError as err:
+        raise typer.BadParameter(f"--costs: {err}") from err
+    return rows[0] if len(rows) == 1 else rows
 
 
 def _read(
@@ -261,16 +275,23 @@ def predict(
     queries: Annotated[Path, typer.Option(help="CSV/Parquet with user,item,ts.")],
     out_path: Annotated[Path, typer.Option("--out", help="Predictions CSV.")],
     history: History = None,
+    costs: CostsOpt = None,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
 ) -> None:
-    """One prediction per query, in order: user,item,ts,prediction,cold (+ p1..p5)."""
+    """One prediction per query, in order: user,item,ts,prediction,balanced,cold,p1..p5.
+
+    prediction: the expected star (least squared error); balanced: the star of least
+    expected cost, each true star weighted by the inverse of its training share unless
+    --costs says otherwise (for the rare low-star reviews)."""
     from starcast.data.queries import read_queries
     from starcast.forecaster import Forecaster
+    from starcast.models.stars import StarCosts
 
     forecaster = Forecaster.load(model)
+    reading = StarCosts.parse(_costs(costs), forecaster.scale.stars, "--costs") if costs else None
     events = _read_plain(history, fmt, strict) if history else None
-    predictions = forecaster.predict(events, read_queries(queries))
+    predictions = forecaster.predict(events, read_queries(queries), reading)
     predictions.write_csv(out_path)
     out.print(f"{predictions.height:,} predictions -> {out_path}")
 
@@ -288,15 +309,21 @@ def evaluate(
     offline: Annotated[
         bool, typer.Option(help="With --data: history is train + valid, not all events.")
     ] = False,
+    costs: CostsOpt = None,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
 ) -> None:
-    """Metrics, slices and plots of a model on test events: DIR/report.html and metrics.json."""
+    """Metrics, slices and plots of a model on test events: DIR/report.html and metrics.json.
+
+    Both readings side by side: the expected star and the balanced star."""
     from starcast.evaluation.evaluate import evaluate as run
     from starcast.evaluation.report import fmt as show
     from starcast.evaluation.report import headline, write_report
     from starcast.forecaster import Forecaster
+    from starcast.models.stars import StarCosts
 
+    forecaster = Forecaster.load(model)
+    reading = StarCosts.parse(_costs(costs), forecaster.scale.stars, "--costs") if costs else None
     if data is not None:
         parts = _split(data, split_protocol, fmt, strict)
         test, events = parts.test, _history(parts, offline)
@@ -306,7 +333,7 @@ def evaluate(
     else:
         raise typer.BadParameter("give --queries (and --history) or --data with --split")
     with console.status("evaluating"):
-        evaluation = run(Forecaster.load(model), events, test)
+        evaluation = run(forecaster, events, test, costs=reading)
         paths = write_report(evaluation, report)
     table = Table(title=f"{evaluation.metrics['model']} on {test.height:,} events")
     table.add_column("metric", justify="left")

@@ -126,6 +126,15 @@ class LSTMConfig:
 
 
 @dataclass(frozen=True)
+class StarsConfig:
+    """How star probabilities are read (starcast.models.stars)."""
+
+    # the balanced reading's costs: per-star weights (|k - j| * weight of true star j) or a
+    # K x K matrix (cost of reading k when the truth is j); None: inverse training shares
+    costs: tuple | None = None
+
+
+@dataclass(frozen=True)
 class StarcastConfig:
     """A whole run: which model, its settings, and how to train it."""
 
@@ -135,6 +144,7 @@ class StarcastConfig:
     mf: MFConfig = field(default_factory=MFConfig)
     seed_model: SeedConfig = field(default_factory=SeedConfig)
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
+    stars: StarsConfig = field(default_factory=StarsConfig)
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:

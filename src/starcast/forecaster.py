@@ -28,6 +28,7 @@ from starcast.models.lstm import LSTMModel
 from starcast.models.mean import GlobalMean
 from starcast.models.mf import MFModel
 from starcast.models.seed import SeedModel
+from starcast.models.stars import StarCosts
 from starcast.training.trainer import Progress
 
 FORMAT_VERSION = 1
@@ -63,6 +64,9 @@ class Forecaster:
             raise ConfigError(f"unknown model {self.config.model!r}; choose one of {list(MODELS)}")
         self.scale = scale
         self.progress = progress
+        costs = self.config.stars.costs
+        self.costs = None if costs is None else StarCosts.parse(costs, scale.stars,
+                                                                "stars.costs")
 
     def fit(
         self,
@@ -73,11 +77,21 @@ class Forecaster:
         """Fit on `train`, early-stopping on `valid`; `items`: side features (ITEM_SCHEMA)."""
         model = MODELS[self.config.model](self.config, self.scale, self.progress)
         self.model_ = model.fit(train, valid, items)
+        if self.costs is not None:  # the user's costs, saved with the model
+            self.model_.costs_ = self.costs
         return self
 
-    def predict(self, history: pl.DataFrame | None, queries: pl.DataFrame) -> pl.DataFrame:
-        """One row per query, in order: user, item, ts, prediction, cold (+ p1..p5)."""
-        return self._fitted().predict(history, queries)
+    def predict(
+        self, history: pl.DataFrame | None, queries: pl.DataFrame, costs: Any = None
+    ) -> pl.DataFrame:
+        """One row per query, in order: user, item, ts, prediction (expected star), balanced
+        (the star of least expected cost), cold, p1..p5.
+
+        `costs`: per-star weights or a K x K matrix for the balanced reading of this call
+        (default: the model's, inverse star shares of its training ratings).
+        """
+        reading = None if costs is None else StarCosts.parse(costs, self.scale.stars)
+        return self._fitted().predict(history, queries, reading)
 
     def save(self, directory: str | Path) -> Path:
         tensors, meta = self._fitted().get_state()

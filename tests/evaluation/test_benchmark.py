@@ -9,8 +9,9 @@ from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.evaluation import peers
 from starcast.evaluation.benchmark import markdown, run_benchmark
-from starcast.evaluation.metrics import rmse
+from starcast.evaluation.metrics import macro_mae, rmse
 from starcast.models import bayesian_fm
+from starcast.models.stars import StarCosts, star_shares
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,10 @@ def test_peers_join_when_installed() -> None:
     mean = rows[0]["rmse"]
     # every peer learns something the global mean does not know
     assert all(r["rmse"] < mean for r in rows[1:]), rows
+    # a balanced reading wherever there are star probabilities: starcast's and the probit's
+    readings = {r["model"]: r["balanced_macro_mae"] for r in rows}
+    assert readings["mean"] is not None and readings["bayesian-fm-probit"] is not None
+    assert readings["bayesian-fm"] is None and readings["surprise-svd"] is None
 
 
 def test_asking_for_missing_peers_names_the_extra(split, monkeypatch) -> None:
@@ -66,3 +71,16 @@ def test_bayesian_fm_reproduces_the_published_setting(data_dir) -> None:
     known = pl.concat([split.train, split.valid])
     out = bayesian_fm.fit_predict(known, split.test, RatingScale(), probit=False, seed=42)
     assert abs(rmse(split.test["rating"].to_numpy(), out.mean) - 0.7776) < 2e-3
+
+
+def test_the_probit_fm_read_the_balanced_way_reproduces_the_published_macro_mae(data_dir):
+    """Digital_Music `time`, ordered probit, seed 42, costs from train + valid: 1.5044
+    macro-MAE in the balanced-reading issue."""
+    pytest.importorskip("myfm")
+    events = read_events(data_dir / "amazon" / "Digital_Music_5.partial.json.gz").events
+    split = split_events(events, "time")
+    known = pl.concat([split.train, split.valid])
+    out = peers.fit_predict("bayesian-fm-probit", known, split.test, RatingScale(), seed=0)
+    costs = StarCosts.inverse_share(star_shares(known["rating"].to_numpy(), 1.0, 5))
+    balanced = costs.balanced(out.probabilities, 1.0)
+    assert abs(macro_mae(split.test["rating"].to_numpy(), balanced) - 1.5044) < 5e-3

@@ -32,7 +32,7 @@ def report(tmp_path_factory):
 
 def test_every_file_is_written_and_opens(report) -> None:
     expected = {"metrics", "report", "distribution", "confusion", "error_by_history",
-                "error_by_slice", "calibration", "training_curves"}
+                "error_by_slice", "calibration", "training_curves", "readings_by_star"}
     assert set(report) == expected
     for name, path in report.items():
         if path.suffix == ".png":
@@ -53,7 +53,7 @@ def test_the_html_holds_the_numbers_of_metrics_json(report) -> None:
         for row in rows:
             assert fmt(row["rmse"]) in page, (kind, row)
     plots = [p for p in report.values() if p.suffix == ".png"]
-    assert page.count("data:image/png;base64,") == len(plots) == 6  # every plot embedded
+    assert page.count("data:image/png;base64,") == len(plots) == 7  # every plot embedded
 
 
 def test_a_headless_browser_renders_the_report(report) -> None:

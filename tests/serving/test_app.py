@@ -58,6 +58,10 @@ def test_posted_history_predicts_as_batch_predict(trained, tmp_path) -> None:
     got = np.array([p["prediction"] for p in served])
     assert np.abs(got - batch["prediction"].to_numpy()).max() < 1e-5
     assert [p["cold"] for p in served] == batch["cold"].to_list()
+    # the calibrated star probabilities and the balanced reading too
+    stars = batch.select(f"p{k}" for k in range(1, 6)).to_numpy()
+    assert np.abs(np.array([p["probabilities"] for p in served]) - stars).max() < 1e-5
+    assert [p["balanced"] for p in served] == batch["balanced"].to_list()
 
 
 def test_state_init_from_history_predicts_as_batch_predict(trained, tmp_path) -> None:

@@ -39,6 +39,11 @@ class RatingScale:
     def contains(self, rating: float) -> bool:
         return self.low <= rating <= self.high
 
+    @property
+    def stars(self) -> int:
+        """How many whole stars the scale holds (5 for 1..5)."""
+        return int(round(self.high - self.low)) + 1
+
 
 def empty_events() -> pl.DataFrame:
     return pl.DataFrame(schema=EVENT_SCHEMA)

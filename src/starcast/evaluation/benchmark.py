@@ -16,11 +16,13 @@ from starcast.data.schema import RATING, RatingScale
 from starcast.data.splits import Split
 from starcast.errors import ConfigError
 from starcast.evaluation import peers, plots
-from starcast.evaluation.metrics import summary
+from starcast.evaluation.metrics import macro_mae, summary
 from starcast.forecaster import Forecaster
 from starcast.jsonsafe import finite
+from starcast.models.stars import StarCosts, star_shares
 
-COLUMNS = ("model", "rmse", "mae", "macro_mae", "fit_seconds", "predictions_per_second")
+COLUMNS = ("model", "rmse", "mae", "macro_mae", "balanced_macro_mae", "fit_seconds",
+           "predictions_per_second")
 
 
 def run_benchmark(
@@ -45,25 +47,35 @@ def run_benchmark(
         forecaster = Forecaster(name, config, seed=seed, scale=scale).fit(split.train, split.valid)
         fitted = time.perf_counter() - start
         start = time.perf_counter()
-        pred = forecaster.predict(history, split.test)["prediction"].to_numpy()
-        rows.append(_row(name, truth, pred, fitted, time.perf_counter() - start))
+        pred = forecaster.predict(history, split.test)
+        balanced = pred["balanced"].to_numpy() if "balanced" in pred.columns else None
+        rows.append(_row(name, truth, pred["prediction"].to_numpy(), balanced, fitted,
+                         time.perf_counter() - start))
     names = peers.installed() if with_peers is None else list(peers.PEERS) if with_peers else []
     missing = sorted({peers.LIBRARY[n] for n in names if not peers.available(n)})
     if missing:
         raise ConfigError(f"peers need {', '.join(missing)}: pip install 'starcast[peers]'")
     if names:
         known = pl.concat([split.train, split.valid])
+        # the peers' probabilities read the balanced way, with costs from what they fit on
+        costs = StarCosts.inverse_share(star_shares(known[RATING].to_numpy(), scale.low,
+                                                    scale.stars))
         for name in names:
-            pred, fitted, predicted = peers.fit_predict(name, known, split.test, scale, seed)
-            rows.append(_row(name, truth, pred, fitted, predicted))
+            out = peers.fit_predict(name, known, split.test, scale, seed)
+            balanced = (None if out.probabilities is None
+                        else costs.balanced(out.probabilities, scale.low))
+            rows.append(_row(name, truth, out.mean, balanced, out.fit_seconds,
+                             out.predict_seconds))
     return rows
 
 
-def _row(name: str, truth: np.ndarray, pred: np.ndarray, fit: float, predict: float) -> dict:
+def _row(name: str, truth: np.ndarray, pred: np.ndarray, balanced: np.ndarray | None,
+         fit: float, predict: float) -> dict:
     metrics = summary(truth, pred)
     return {"model": name, "rmse": metrics["rmse"], "mae": metrics["mae"],
-            "macro_mae": metrics["macro_mae"], "fit_seconds": fit,
-            "predictions_per_second": len(truth) / max(predict, 1e-9)}
+            "macro_mae": metrics["macro_mae"],
+            "balanced_macro_mae": None if balanced is None else macro_mae(truth, balanced),
+            "fit_seconds": fit, "predictions_per_second": len(truth) / max(predict, 1e-9)}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -75,6 +87,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 

@@ -25,12 +25,14 @@ class Evaluation:
 
 
 def evaluate(
-    forecaster: Forecaster, history: pl.DataFrame | None, queries: pl.DataFrame, seed: int = 0
+    forecaster: Forecaster, history: pl.DataFrame | None, queries: pl.DataFrame, seed: int = 0,
+    costs: Any = None,
 ) -> Evaluation:
-    """Predict `queries` (which carry `rating`) from `history` and measure every way."""
+    """Predict `queries` (which carry `rating`) from `history` and measure every way: both
+    readings (`prediction`, the expected star; `balanced`, under `costs` or the model's)."""
     if RATING not in queries.columns:
         raise DataError("queries to evaluate need their true ratings", field=RATING)
-    predictions = forecaster.predict(history, queries)
+    predictions = forecaster.predict(history, queries, costs)
     model = forecaster.model_
     parts = model.coldness(history if history is not None else queries.clear(), queries)
     truth = queries[RATING].to_numpy().astype(float)
@@ -45,9 +47,14 @@ def evaluate(
     scale = forecaster.scale
     stars = np.arange(int(round(scale.low)), int(round(scale.high)) + 1)
     probs = _probabilities(predictions)
+    overall = full_metrics(truth, frame["prediction"].to_numpy(), stars, probs, seed,
+                           model.shares_)
+    if "balanced" in frame.columns:
+        overall["balanced"] = full_metrics(truth, frame["balanced"].to_numpy(), stars,
+                                           seed=seed)
     metrics = {
         "model": forecaster.config.model,
-        "overall": full_metrics(truth, frame["prediction"].to_numpy(), stars, probs, seed),
+        "overall": overall,
         "slices": slice_metrics(frame),
     }
     return Evaluation(metrics, frame, forecaster.training_log)

@@ -109,6 +109,36 @@ def negative_log_likelihood(y_true: np.ndarray, probabilities: np.ndarray, low: 
     return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
 
 
+def ranked_probability_score(y_true: np.ndarray, probabilities: np.ndarray, low: int) -> float:
+    """Mean over events of sum_k (P(r <= k) - [true <= k])^2: a proper score that, unlike the
+    log loss, counts how far off in stars the probability mass is."""
+    column = np.clip(np.rint(y_true).astype(int) - low, 0, probabilities.shape[1] - 1)
+    truth = np.arange(probabilities.shape[1])[None, :] >= column[:, None]
+    return float(np.mean(np.sum((np.cumsum(probabilities, axis=1) - truth) ** 2, axis=1)))
+
+
+def recall(y_true: np.ndarray, y_pred: np.ndarray, stars: np.ndarray) -> dict[str, float]:
+    """Per true star: the share of its events whose rounded prediction is that star."""
+    counts = confusion(y_true, y_pred, stars)
+    return {str(int(s)): float(counts[k, k] / counts[k].sum())
+            for k, s in enumerate(stars) if counts[k].sum() > 0}
+
+
+def probability_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, low: int, shares: np.ndarray | None = None
+) -> dict:
+    """NLL, ranked probability score and the reliability table of star probabilities; with
+    `shares` (the training stars' frequencies) the same scores of predicting just those."""
+    out = {"nll": negative_log_likelihood(y_true, probabilities, low),
+           "rps": ranked_probability_score(y_true, probabilities, low),
+           "calibration": calibration(y_true, probabilities, low)}
+    if shares is not None:
+        constant = np.tile(np.asarray(shares, dtype=float), (len(y_true), 1))
+        out["nll_training_shares"] = negative_log_likelihood(y_true, constant, low)
+        out["rps_training_shares"] = ranked_probability_score(y_true, constant, low)
+    return out
+
+
 def calibration(
     y_true: np.ndarray, probabilities: np.ndarray, low: int, bins: int = 10
 ) -> list[dict]:
@@ -145,23 +175,24 @@ def full_metrics(
     stars: np.ndarray,
     probabilities: np.ndarray | None = None,
     seed: int = 0,
+    shares: np.ndarray | None = None,
 ) -> dict:
-    """Every headline metric of one prediction set, JSON-ready."""
+    """Every headline metric of one prediction set (one reading), JSON-ready; with star
+    `probabilities` their scores too (`shares`: see `probability_metrics`)."""
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
     out = summary(y_true, y_pred) | {
         "rmse_ci95": bootstrap_interval(y_true, y_pred, rmse, seed),
         "macro_mae_ci95": bootstrap_interval(y_true, y_pred, macro_mae, seed),
         "per_class_rmse": _str_keys(per_class_rmse(y_true, y_pred)),
         "per_class_mae": _str_keys(per_class_mae(y_true, y_pred)),
+        "recall": recall(y_true, y_pred, stars),
         "accuracy": accuracy(y_true, y_pred),
         "macro_f1": macro_f1(y_true, y_pred, stars),
         "confusion": confusion(y_true, y_pred, stars).tolist(),
         "stars": [int(s) for s in stars],
     }
     if probabilities is not None:
-        low = int(stars[0])
-        out["nll"] = negative_log_likelihood(y_true, probabilities, low)
-        out["calibration"] = calibration(y_true, probabilities, low)
+        out |= probability_metrics(y_true, probabilities, int(stars[0]), shares)
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -35,17 +36,27 @@ def installed() -> list[str]:
     return [name for name in PEERS if available(name)]
 
 
+@dataclass
+class PeerPrediction:
+    mean: np.ndarray  # clipped to the scale
+    probabilities: np.ndarray | None  # [N, K] star probabilities (the ordered probit)
+    fit_seconds: float
+    predict_seconds: float
+
+
 def fit_predict(
     name: str, train: pl.DataFrame, queries: pl.DataFrame, scale: RatingScale, seed: int = 0
-) -> tuple[np.ndarray, float, float]:
-    """(predictions, fit seconds, predict seconds) of peer `name` fitted on `train`.
+) -> PeerPrediction:
+    """Peer `name` fitted on `train`, predicting `queries`.
 
     The Bayesian FM's random seed is 42 + `seed`, so seed 0 is the published setting.
     """
     start = time.perf_counter()
     if name in BAYESIAN_FM:
         out = bayesian_fm.fit_predict(train, queries, scale, name.endswith("probit"), 42 + seed)
-        return out.mean, time.perf_counter() - start - out.predict_seconds, out.predict_seconds
+        return PeerPrediction(out.mean, out.probabilities,
+                              time.perf_counter() - start - out.predict_seconds,
+                              out.predict_seconds)
     import surprise
 
     algorithm = {"surprise-svd": surprise.SVD, "surprise-svdpp": surprise.SVDpp}[name]
@@ -56,4 +67,5 @@ def fit_predict(
     fitted = time.perf_counter() - start
     start = time.perf_counter()
     pred = np.array([model.predict(u, i).est for u, i in queries.select(USER, ITEM).iter_rows()])
-    return np.clip(pred, scale.low, scale.high), fitted, time.perf_counter() - start
+    return PeerPrediction(np.clip(pred, scale.low, scale.high), None, fitted,
+                          time.perf_counter() - start)

@@ -52,6 +52,15 @@ def error_by_slice(rows: list[dict[str, Any]], title: str) -> Figure:
     return _paired_bars(labels, rows, ("rmse", "RMSE"), ("mae", "MAE"), title)
 
 
+def readings_by_star(expected: dict[str, float], balanced: dict[str, float]) -> Figure:
+    """MAE per true star of both readings: the expected star and the balanced one."""
+    stars = sorted(expected, key=int)
+    rows = [{"expected": expected[k], "balanced": balanced.get(k, float("nan"))} for k in stars]
+    return _paired_bars(stars, rows, ("expected", "expected star (prediction)"),
+                        ("balanced", "balanced star"), "MAE per true star, both readings",
+                        xlabel="true star", ylabel="MAE")
+
+
 def model_comparison(rows: list[dict[str, Any]]) -> Figure:
     """Test RMSE and macro-MAE of every model of a benchmark."""
     labels = [r["model"] for r in rows]
@@ -61,13 +70,13 @@ def model_comparison(rows: list[dict[str, Any]]) -> Figure:
 
 def _paired_bars(
     labels: list[str], rows: list[dict[str, Any]], first: tuple[str, str],
-    second: tuple[str, str], title: str,
+    second: tuple[str, str], title: str, xlabel: str = "", ylabel: str = "error",
 ) -> Figure:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 3.5))
     x = np.arange(len(rows))
     for offset, (key, name) in ((-0.2, first), (0.2, second)):
         ax.bar(x + offset, [r[key] for r in rows], 0.4, label=name)
-    ax.set(xticks=x, xticklabels=labels, ylabel="error", title=title)
+    ax.set(xticks=x, xticklabels=labels, xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
     return _tight(fig)
 

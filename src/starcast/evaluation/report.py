@@ -50,6 +50,9 @@ def _figures(evaluation: Evaluation) -> dict[str, Any]:
         ),
         "error_by_slice": plots.error_by_slice(slices["cold_start"], "Error by cold-start slice"),
     }
+    if "balanced" in overall:
+        figures["readings_by_star"] = plots.readings_by_star(
+            overall["per_class_mae"], overall["balanced"]["per_class_mae"])
     if "calibration" in overall:
         figures["calibration"] = plots.calibration_curve(overall["calibration"])
     if evaluation.training_log.get("epochs"):
@@ -73,15 +76,27 @@ def headline(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
             ("MAE", o["mae"]), ("macro-MAE", o["macro_mae"]),
             ("macro-MAE 95% CI", o["macro_mae_ci95"]), ("accuracy (rounded)", o["accuracy"]),
             ("macro-F1 (rounded)", o["macro_f1"])]
+    if "balanced" in o:
+        b = o["balanced"]
+        rows += [("balanced: MAE", b["mae"]), ("balanced: macro-MAE", b["macro_mae"]),
+                 ("balanced: macro-MAE 95% CI", b["macro_mae_ci95"])]
     if "nll" in o:
         rows.append(("negative log-likelihood", o["nll"]))
+        rows.append(("ranked probability score", o["rps"]))
+    if "nll_training_shares" in o:
+        rows += [("NLL of the training star shares", o["nll_training_shares"]),
+                 ("RPS of the training star shares", o["rps_training_shares"])]
     return rows
 
 
 def render_html(metrics: dict[str, Any], images: dict[str, bytes]) -> str:
     o = metrics["overall"]
+    balanced = o.get("balanced", {})
     per_class = [{"star": s, "count": sum(o["confusion"][i]),
-                  "rmse": o["per_class_rmse"].get(str(s)), "mae": o["per_class_mae"].get(str(s))}
+                  "rmse": o["per_class_rmse"].get(str(s)), "mae": o["per_class_mae"].get(str(s)),
+                  "recall": o["recall"].get(str(s))}
+                 | ({"balanced: mae": balanced["per_class_mae"].get(str(s)),
+                     "balanced: recall": balanced["recall"].get(str(s))} if balanced else {})
                  for i, s in enumerate(o["stars"]) if str(s) in o["per_class_mae"]]
     sections = [
         f"<h1>starcast evaluation: {html.escape(metrics['model'])}</h1>",
@@ -90,6 +105,12 @@ def render_html(metrics: dict[str, Any], images: dict[str, bytes]) -> str:
         *(_table(rows, f"Slice: {kind.replace('_', ' ')}") for kind, rows in
           metrics["slices"].items()),
     ]
+    if balanced:
+        sections.append(_table([{"true star": s} | {f"read {t}": n for t, n in
+                                                     zip(o["stars"], row, strict=True)}
+                                for s, row in zip(o["stars"], balanced["confusion"],
+                                                  strict=True)],
+                               "Confusion of the balanced reading"))
     if "calibration" in o:
         sections.append(_table(o["calibration"], "Calibration of star probabilities"))
     sections += [

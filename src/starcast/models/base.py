@@ -15,10 +15,11 @@ import polars as pl
 import torch
 
 from starcast.config import TrainConfig
-from starcast.data.schema import ITEM, QUERY_COLUMNS, USER, RatingScale, empty_events
+from starcast.data.schema import ITEM, QUERY_COLUMNS, RATING, USER, RatingScale, empty_events
 from starcast.errors import ConfigError, NotFittedError
 from starcast.features.history import visible_counts
 from starcast.features.vocab import COLD, Vocabulary
+from starcast.models.stars import StarCalibration, StarCosts, star_shares
 from starcast.training.distributed import Cluster
 
 
@@ -60,32 +61,71 @@ class RatingModel(ABC):
         self.items_ = Vocabulary.build(train[ITEM])
         self._take_items(items)
         self._fit(train, valid)
+        self._fit_stars(train, valid)
         return self
 
-    def predict(self, history: pl.DataFrame | None, queries: pl.DataFrame) -> pl.DataFrame:
+    def _fit_stars(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
+        """The balanced reading's costs (star shares of every rating fitted on) and, for a
+        model without probabilities of its own, the star calibration (models.stars) from
+        valid as the model fitted on train predicts it (without valid: train, in sample)."""
+        has_valid = valid is not None and not valid.is_empty()
+        ratings = np.r_[train[RATING].to_numpy(), valid[RATING].to_numpy() if has_valid else []]
+        self.shares_ = star_shares(ratings, self.scale.low, self.scale.stars)
+        self.costs_ = StarCosts.inverse_share(self.shares_)
+        held = valid if has_valid else train
+        estimate = self._held_out_estimate(train, valid) if has_valid else self._estimate(
+            train, train)
+        self.stars_ = None
+        if estimate.probabilities is None:
+            mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
+            new_item = ~held[ITEM].is_in(train[ITEM].implode()).to_numpy()
+            self.stars_ = StarCalibration.fit(mean, held[RATING].to_numpy(),
+                                              visible_counts(train, held), new_item,
+                                              self.scale.low, self.scale.stars)
+
+    def _held_out_estimate(self, train: pl.DataFrame, valid: pl.DataFrame) -> Estimate:
+        """Valid as predicted by the model fitted on train alone (a model that refits on
+        train + valid keeps this from before its refit)."""
+        return self._estimate(train, valid)
+
+    def predict(
+        self, history: pl.DataFrame | None, queries: pl.DataFrame,
+        costs: StarCosts | None = None,
+    ) -> pl.DataFrame:
         """Predict each query from training plus the history events visible to it.
 
-        Returns columns user, item, ts, prediction, cold (+ p1..pK for probabilistic models).
+        Returns columns user, item, ts, prediction (the expected star), balanced (the star of
+        least expected cost: `costs`, else the model's inverse-share costs), cold, p1..pK.
         """
         self._check_fitted()
         queries = queries.select(QUERY_COLUMNS)
         history = empty_events() if history is None else history
         estimate = self._estimate(history, queries)
-        out = queries.with_columns(
-            pl.Series("prediction", np.clip(estimate.mean, self.scale.low, self.scale.high)),
-            pl.Series("cold", self.cold_mask(history, queries)),
-        )
-        if estimate.probabilities is not None:
-            out = out.with_columns(
-                pl.Series(f"p{k + 1}", estimate.probabilities[:, k])
-                for k in range(estimate.probabilities.shape[1])
-            )
+        mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
+        parts = self.coldness(history, queries)
+        probs = self.star_probabilities(mean, parts["visible"], parts["item_cold"],
+                                        estimate.probabilities)
+        out = queries.with_columns(pl.Series("prediction", mean))
+        if probs is not None:
+            reading = costs or self.costs_
+            out = out.with_columns(pl.Series("balanced", reading.balanced(probs,
+                                                                          self.scale.low)))
+        out = out.with_columns(pl.Series("cold", parts["item_cold"] | parts["user_cold"]))
+        if probs is not None:
+            out = out.with_columns(pl.Series(f"p{k + 1}", probs[:, k])
+                                   for k in range(probs.shape[1]))
         return out
 
-    def cold_mask(self, history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
-        """A query is cold when its item is new, or its user has neither training nor history."""
-        parts = self.coldness(history, queries)
-        return parts["item_cold"] | parts["user_cold"]
+    def star_probabilities(
+        self, mean: np.ndarray, visible: np.ndarray, item_cold: np.ndarray,
+        own: np.ndarray | None = None,
+    ) -> np.ndarray | None:
+        """[N, K] star probabilities: the model's `own`, else the calibration's around the
+        (clipped) point predictions `mean`; None for a model saved without either."""
+        if own is not None:
+            return own
+        stars = getattr(self, "stars_", None)
+        return None if stars is None else stars.probabilities(mean, visible, item_cold)
 
     def coldness(self, history: pl.DataFrame, queries: pl.DataFrame) -> dict[str, np.ndarray]:
         """Per query: `item_cold` (item unseen in training), `user_cold` (user with neither
@@ -103,13 +143,25 @@ class RatingModel(ABC):
         """Fitted state as named tensors (for safetensors) and JSON-ready metadata."""
         self._check_fitted()
         tensors, meta = self._state()
-        meta = meta | {"users": self.users_.to_list(), "items": self.items_.to_list()}
+        meta = meta | {"users": self.users_.to_list(), "items": self.items_.to_list(),
+                       "star_shares": self.shares_.tolist(),
+                       "star_costs": self.costs_.matrix.tolist()}
+        if self.stars_ is not None:
+            meta["star_calibration"] = self.stars_.state()
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
 
     def set_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Self:
         """Restore what `get_state` returned; the model must be built with the same config."""
         self.users_ = Vocabulary(meta["users"])
         self.items_ = Vocabulary(meta["items"])
+        # (a model saved before star readings: even shares, plain MAE)
+        stars = self.scale.stars
+        self.shares_ = np.asarray(meta.get("star_shares", np.full(stars, 1 / stars)))
+        costs = meta.get("star_costs")
+        self.costs_ = (StarCosts.of_weights(np.ones(stars)) if costs is None
+                       else StarCosts(np.asarray(costs, dtype=np.float64)))
+        calibration = meta.get("star_calibration")
+        self.stars_ = None if calibration is None else StarCalibration.restore(calibration)
         self._restore(tensors, meta)
         return self
 

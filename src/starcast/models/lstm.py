@@ -70,7 +70,9 @@ class LSTMModel(TrainedModel):
         epochs = self.epochs
         has_valid = valid is not None and valid.height > 0
         self.log_ = self._train(train, valid if has_valid else None, epochs, device)
-        weights = self._blend_weights(train, valid) if has_valid and self._factors() else None
+        blend = self._valid_blend(train, valid) if has_valid and self._factors() else None
+        if has_valid:  # before the refit sees valid: what calibrates the star probabilities
+            self._valid_estimate = self._held_out(train, valid, blend)
         if has_valid and self.config.refit:
             # the chosen number of epochs again, on everything known: valid is the most recent data
             self.users_ = Vocabulary.build(pl.concat([train[USER], valid[USER]]))
@@ -79,6 +81,7 @@ class LSTMModel(TrainedModel):
         self.net_.cpu().eval()  # fitted: predictions never use dropout
         if self._factors():
             known = pl.concat([train, valid]) if has_valid and self.config.refit else train
+            weights = None if blend is None else blend.weights
             self.blend_ = FactorBlend.fit(known, self.config.fm, self._fm_seed(), weights)
 
     def _factors(self) -> bool:
@@ -88,15 +91,28 @@ class LSTMModel(TrainedModel):
     def _fm_seed(self) -> int:
         return 42 + self.train_config.seed
 
-    def _blend_weights(self, train: pl.DataFrame, valid: pl.DataFrame) -> np.ndarray:
-        """The FM's weights, fitted on valid with both models fitted on train only, and valid
-        predicted from train + valid under the visibility rule, as the network validates."""
+    def _valid_blend(self, train: pl.DataFrame, valid: pl.DataFrame) -> FactorBlend:
+        """The FM fitted on train, with its weights fitted on valid (the network fitted on train
+        too), valid predicted from train + valid under the visibility rule."""
         blend = FactorBlend.fit(train, self.config.fm, self._fm_seed())
         history = pl.concat([train, valid])
         network = self._network_estimate(history, valid).mean
-        self.log_.blend = blend.fitted_weights(
-            network, valid, visible_counts(history, valid), valid[RATING].to_numpy()).tolist()
-        return np.asarray(self.log_.blend)
+        blend.weights = blend.fitted_weights(
+            network, valid, visible_counts(history, valid), valid[RATING].to_numpy())
+        self.log_.blend = blend.weights.tolist()
+        return blend
+
+    def _held_out(self, train: pl.DataFrame, valid: pl.DataFrame,
+                  blend: FactorBlend | None) -> Estimate:
+        """Valid as the fitted model reads a test period: from train alone."""
+        estimate = self._network_estimate(train, valid)
+        if blend is not None:
+            estimate.mean = blend.apply(estimate.mean, valid[USER], valid[ITEM],
+                                        valid[TS].to_numpy(), visible_counts(train, valid))
+        return estimate
+
+    def _held_out_estimate(self, train: pl.DataFrame, valid: pl.DataFrame) -> Estimate:
+        return self.__dict__.pop("_valid_estimate")
 
     def _train(
         self, train: pl.DataFrame, valid: pl.DataFrame | None, epochs: int, device: torch.device
@@ -234,11 +250,8 @@ class LSTMModel(TrainedModel):
             self.user_shrinkage_,
             self.side_.tokens,
             self.token_bias_,
-            stars=self._stars(),
+            stars=self.scale.stars,
         )
-
-    def _stars(self) -> int:
-        return int(round(self.scale.high - self.scale.low)) + 1
 
     def _with_index(self, events: pl.DataFrame) -> pl.DataFrame:
         index = self.items_.encode(events[ITEM])
@@ -275,7 +288,7 @@ class LSTMModel(TrainedModel):
         if not self.config.class_weight:
             return None
         stars = np.rint(train[RATING].to_numpy() - self.scale.low).astype(int)
-        share = np.bincount(stars, minlength=self._stars()) / len(stars)
+        share = np.bincount(stars, minlength=self.scale.stars) / len(stars)
         weights = (np.maximum(share, 1e-3) / share.max()) ** -self.config.class_weight
         return torch.tensor(weights, dtype=torch.float32, device=device)
 

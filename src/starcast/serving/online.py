@@ -55,35 +55,42 @@ class Event:
 
 @dataclass
 class Answers:
-    """Per query: the prediction, the cold flag and (probabilistic heads) star probabilities."""
+    """Per query: the prediction, the cold flag and, for a model with star probabilities,
+    those and the balanced reading (as `Forecaster.predict` gives them)."""
 
     prediction: np.ndarray
     cold: np.ndarray
     probabilities: np.ndarray | None = None
+    balanced: np.ndarray | None = None
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> Answers:
         """From a `Forecaster.predict` frame."""
         stars = [c for c in frame.columns if c[0] == "p" and c[1:].isdigit()]
+        balanced = frame["balanced"].to_numpy().copy() if "balanced" in frame.columns else None
         return cls(frame["prediction"].to_numpy().copy(), frame["cold"].to_numpy().copy(),
-                   frame.select(stars).to_numpy() if stars else None)
+                   frame.select(stars).to_numpy() if stars else None, balanced)
 
     def rows(self, start: int, stop: int) -> Answers:
         """The answers of queries start..stop-1."""
-        probs = self.probabilities
+        cut = lambda a: None if a is None else a[start:stop]  # noqa: E731
         return Answers(self.prediction[start:stop], self.cold[start:stop],
-                       None if probs is None else probs[start:stop])
+                       cut(self.probabilities), cut(self.balanced))
 
     def put(self, rows: np.ndarray, other: Answers) -> None:
         """Take `other`'s answers for these rows."""
         self.prediction[rows], self.cold[rows] = other.prediction, other.cold
         if self.probabilities is not None:
             self.probabilities[rows] = other.probabilities
+        if self.balanced is not None:
+            self.balanced[rows] = other.balanced
 
     def frame(self, users: list[str], items: list[str], ts: np.ndarray) -> pl.DataFrame:
-        """The `Forecaster.predict` frame: user, item, ts, prediction, cold (+ p1..pK)."""
-        columns = {USER: users, ITEM: items, TS: ts, "prediction": self.prediction,
-                   "cold": self.cold}
+        """The `Forecaster.predict` frame: user, item, ts, prediction, balanced, cold, p1..pK."""
+        columns = {USER: users, ITEM: items, TS: ts, "prediction": self.prediction}
+        if self.balanced is not None:
+            columns["balanced"] = self.balanced
+        columns["cold"] = self.cold
         if self.probabilities is not None:
             columns |= {f"p{k + 1}": self.probabilities[:, k]
                         for k in range(self.probabilities.shape[1])}
@@ -344,8 +351,10 @@ class OnlineForecaster:
             point = self.model.blend_.apply(point, user_ids, item_ids, ts, per_user[u, 1])
         scale = self.forecaster.scale
         point = np.clip(point, scale.low, scale.high)
-        return Answers(point, np.zeros(len(point), dtype=bool),
-                       None if probs is None else probs.double().numpy())
+        stars = self.model.star_probabilities(point, per_user[u, 1], index == COLD,
+                                              None if probs is None else probs.double().numpy())
+        balanced = None if stars is None else self.model.costs_.balanced(stars, scale.low)
+        return Answers(point, np.zeros(len(point), dtype=bool), stars, balanced)
 
 
 def _query_frame(users: list[str], items: list[str], ts: np.ndarray) -> pl.DataFrame:

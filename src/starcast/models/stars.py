@@ -1,0 +1,138 @@
+"""Star probabilities around a point prediction, and the two readings of them.
+
+Most ratings are the top star, so the expected star (the RMSE-optimal point) sits near it for
+almost everyone and the 1-3 star reviews are predicted worst. A distribution over stars serves
+both needs: the point prediction for RMSE, and a *balanced* reading for the rare stars.
+
+The distribution is an ordered logit around the model's (clipped) point prediction m:
+
+    P(r <= k) = sigmoid((cut_k - slope * m) / spread),   log spread = w . (1, log1p n, cold)
+
+n is the customer's visible history events, cold whether the item is new to the model: the
+spread widens where the point prediction knows less. It is fitted by maximum likelihood on
+predictions the model made of events it was not fitted on (valid, predicted by the model
+fitted on train), so it learns how wrong the model is, not how well it fits.
+
+The balanced reading is the star k minimising the expected cost sum_j p_j C[k, j]; by default
+C[k, j] = |k - j| / share_j, each true star counting in inverse proportion to its share of the
+training ratings (the cost behind macro-averaged MAE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
+
+from starcast.errors import ConfigError
+
+MIN_EVENTS = 20  # fewer held-out events than this leave the spread fixed (cuts and slope only)
+
+
+@dataclass
+class StarCosts:
+    """C[k, j]: the cost of reading star k+1 when the truth is star j+1."""
+
+    matrix: np.ndarray
+
+    @classmethod
+    def inverse_share(cls, shares: np.ndarray) -> StarCosts:
+        """|k - j| / share_j (`star_shares`)."""
+        return cls.of_weights(1.0 / np.asarray(shares, dtype=np.float64))
+
+    @classmethod
+    def of_weights(cls, weights: np.ndarray) -> StarCosts:
+        """|k - j| * weights_j: absolute error, true star j counting `weights_j` times."""
+        stars = np.arange(len(weights))
+        distance = np.abs(stars[:, None] - stars[None, :]).astype(np.float64)
+        return cls(distance * np.asarray(weights, dtype=np.float64)[None, :])
+
+    @classmethod
+    def parse(cls, value: object, stars: int, where: str = "costs") -> StarCosts:
+        """Per-star weights (K numbers) or a K x K matrix, as given by a user."""
+        if isinstance(value, StarCosts):
+            value = value.matrix
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: expected {stars} numbers or a {stars}x{stars} "
+                              f"matrix, got {value!r}") from err
+        if array.shape not in ((stars,), (stars, stars)):
+            raise ConfigError(f"{where}: expected {stars} numbers or a {stars}x{stars} matrix, "
+                              f"got shape {array.shape}")
+        if not np.isfinite(array).all() or (array < 0).any():
+            raise ConfigError(f"{where}: costs must be finite and non-negative")
+        return cls.of_weights(array) if array.ndim == 1 else cls(array)
+
+    def expected(self, probabilities: np.ndarray) -> np.ndarray:
+        """[N, K]: the expected cost of reading each star."""
+        return probabilities @ self.matrix.T
+
+    def balanced(self, probabilities: np.ndarray, low: float) -> np.ndarray:
+        """The star with the least expected cost, per row (ties: the lower star)."""
+        return low + np.argmin(self.expected(probabilities), axis=1).astype(np.float64)
+
+
+def star_shares(ratings: np.ndarray, low: float, stars: int) -> np.ndarray:
+    """[K]: each star's share of `ratings`; a star never seen counts as one rating."""
+    index = np.clip(np.rint(np.asarray(ratings) - low).astype(np.int64), 0, stars - 1)
+    counts = np.maximum(np.bincount(index, minlength=stars), 1)
+    return counts / counts.sum()
+
+
+@dataclass
+class StarCalibration:
+    """The ordered logit of the module docstring: `cuts` [K-1], `slope`, `spread` [3]."""
+
+    cuts: np.ndarray
+    slope: float
+    spread: np.ndarray
+
+    @classmethod
+    def fit(
+        cls, mean: np.ndarray, ratings: np.ndarray, visible: np.ndarray, cold: np.ndarray,
+        low: float, stars: int,
+    ) -> StarCalibration:
+        """Maximum likelihood over held-out (prediction, true rating) pairs."""
+        index = np.clip(np.rint(ratings - low).astype(np.int64), 0, stars - 1)
+        free_spread = len(index) >= MIN_EVENTS
+        start = np.r_[np.linspace(-1.5, 1.5, stars - 1) + float(np.mean(mean)), 1.0,
+                      0.0, 0.0, 0.0]
+
+        def unpack(theta: np.ndarray) -> StarCalibration:
+            cuts = np.r_[theta[0], theta[0] + np.cumsum(np.exp(theta[1 : stars - 1]))]
+            spread = theta[stars:] if free_spread else np.zeros(3)
+            return cls(cuts, float(theta[stars - 1]), spread)
+
+        start[1 : stars - 1] = np.log(3.0 / (stars - 1))  # cuts 3 stars apart end to end
+
+        def loss(theta: np.ndarray) -> float:
+            p = unpack(theta).probabilities(mean, visible, cold)
+            return float(-np.mean(np.log(p[np.arange(len(index)), index])))
+
+        return unpack(minimize(loss, start, method="L-BFGS-B").x)
+
+    def probabilities(self, mean: np.ndarray, visible: np.ndarray, cold: np.ndarray) -> np.ndarray:
+        """[N, K]: P(star k) per query, non-negative and summing to 1."""
+        scale = np.exp(np.clip(_design(visible, cold) @ self.spread, -5.0, 5.0))
+        location = self.slope * np.asarray(mean, np.float64)[:, None]
+        z = (self.cuts[None, :] - location) / scale[:, None]
+        below = expit(z)  # P(r <= k) for k = 1..K-1, increasing in k since the cuts are
+        cumulative = np.column_stack([np.zeros(len(z)), below, np.ones(len(z))])
+        p = np.maximum(np.diff(cumulative, axis=1), 1e-9)  # (a log loss stays finite)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def state(self) -> dict:
+        return {"cuts": self.cuts.tolist(), "slope": self.slope, "spread": self.spread.tolist()}
+
+    @classmethod
+    def restore(cls, meta: dict) -> StarCalibration:
+        return cls(np.asarray(meta["cuts"]), float(meta["slope"]), np.asarray(meta["spread"]))
+
+
+def _design(visible: np.ndarray, cold: np.ndarray) -> np.ndarray:
+    visible = np.asarray(visible, dtype=np.float64)
+    return np.column_stack([np.ones(len(visible)), np.log1p(visible),
+                            np.asarray(cold, dtype=np.float64)])
