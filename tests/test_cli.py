@@ -1,4 +1,5 @@
 import json
+import os
 
 import polars as pl
 import pytest
@@ -197,3 +198,34 @@ def test_train_takes_a_device_and_says_clearly_when_cuda_is_missing(tmp_path, da
                            "--split", "loo", "--model", "mf", "--device", "cuda",
                            "--out", str(tmp_path / "c")], capture_output=True, text=True)
     assert done.returncode == 2 and "CUDA is not available" in done.stderr
+
+
+@pytest.mark.parametrize("problem", ["text state", "missing directory", "truncated weights",
+                                     "open on a public address"])
+def test_serve_start_errors_are_one_line_and_exit_2(tmp_path, problem):
+    import subprocess
+    import sys
+
+    data = tmp_path / "events.parquet"
+    invoke("data", "synth", "--users", 40, "--items", 20, "--events", 600, "--out", data)
+    invoke("train", "--data", data, "--model", "bias", "--out", tmp_path / "m")
+    state = tmp_path / "s.db"
+    extra = []
+    if problem == "text state":
+        state = tmp_path / "notes.txt"
+        state.write_text("remember the milk\n" * 20)
+    elif problem == "missing directory":
+        state = tmp_path / "nope" / "s.db"
+    elif problem == "truncated weights":
+        weights = tmp_path / "m" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:50])
+    else:
+        extra = ["--host", "0.0.0.0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "starcast", "serve", "--model", str(tmp_path / "m"),
+         "--state", str(state), "--port", "1", *extra],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "STARCAST_TOKEN": ""})
+    assert result.returncode == 2, result.stderr + result.stdout
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) <= 2 and lines[0].startswith("error:"), lines
+    assert "Traceback" not in result.stderr

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -391,10 +392,17 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    token: Annotated[
-        str | None, typer.Option(envvar="STARCAST_TOKEN", help="Bearer token for writes.")
-    ] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File holding the bearer token that write endpoints require.")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="STARCAST_TOKEN", help="The token itself (visible in `ps`: prefer --token-file "
+        "or the STARCAST_TOKEN variable).")] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Bind a non-loopback address with writes open to anyone.")] = False,
+    future_tolerance: Annotated[int, typer.Option(
+        help="Seconds an event's ts may lie ahead of this clock.")] = 86_400,
     workers: Annotated[int, typer.Option(help="Server processes (one core each).")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
 ) -> None:
@@ -407,16 +415,51 @@ def serve(
     torch.set_num_threads(1)  # one core per server process
     from starcast.serving.app import app_from_files
 
+    secret = _token(token, token_file)
+    if secret is None and not _loopback(host) and not insecure:
+        raise StarcastError(f"refusing to bind {host} with writes open to anyone: give a token "
+                            "(--token-file or STARCAST_TOKEN), or --insecure")
     events = _read_plain(history, fmt, strict) if history else None
-    service = app_from_files(model, state, events, token)  # (computes the states, once)
+    service = app_from_files(model, state, events, secret, future_tolerance)  # (states, once)
+    if secret is None:
+        console.print("[yellow]warning:[/] no token: anyone who reaches this port can write "
+                      "events (give --token-file or STARCAST_TOKEN)")
+    console.print(f"listening on http://{host}:{port} (API docs at /docs; Ctrl+C stops)")
+    options = {"host": host, "port": port, "access_log": access_log,
+               "log_level": "info" if access_log else "warning",
+               "timeout_keep_alive": 5, "h11_max_incomplete_event_size": 64 * 1024}
     if workers == 1:
-        uvicorn.run(service, host=host, port=port, log_level="warning")
+        uvicorn.run(service, **options)
         return
-    os.environ.update(STARCAST_MODEL=str(model), STARCAST_STATE=str(state))
-    if token is not None:
-        os.environ["STARCAST_TOKEN"] = token
+    os.environ.update(STARCAST_MODEL=str(model), STARCAST_STATE=str(state),
+                      STARCAST_FUTURE_TOLERANCE=str(future_tolerance))
+    if secret is not None:
+        os.environ["STARCAST_TOKEN"] = secret
     uvicorn.run("starcast.serving.app:app_from_environment", factory=True, workers=workers,
-                host=host, port=port, log_level="warning")
+                **options)
+
+
+def _token(token: str | None, token_file: Path | None) -> str | None:
+    if token_file is None:
+        return token or None
+    try:
+        secret = token_file.read_text().strip()
+    except OSError as err:
+        raise StarcastError(f"{token_file}: cannot read the token: {err.strerror}") from None
+    if not secret:
+        raise StarcastError(f"{token_file}: the token file is empty")
+    return secret
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @state_app.command("init")
@@ -428,13 +471,16 @@ def state_init(
     strict: StrictOpt = False,
 ) -> None:
     """Compute every user's and item's state from a history file, in batch."""
-    from starcast.forecaster import Forecaster
+    from starcast.forecaster import Forecaster, model_version
     from starcast.serving.online import OnlineForecaster
     from starcast.serving.store import Store
 
     events = _read_plain(history, fmt, strict)
     with console.status("computing states"):
-        n = OnlineForecaster(Forecaster.load(model), Store(state)).initialise(events)
+        forecaster = Forecaster.load(model)
+        store = Store(state)
+        store.bind(model_version(model))
+        n = OnlineForecaster(forecaster, store).initialise(events)
     out.print(f"{n:,} events -> {state}")
 
 
@@ -471,5 +517,5 @@ def main() -> None:
     try:
         app()
     except StarcastError as err:
-        console.print(f"[red]error:[/] {err}")
+        console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
         raise SystemExit(2) from None

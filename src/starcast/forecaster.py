@@ -10,6 +10,7 @@ configuration, vocabularies, training log). Nothing is pickled.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -114,8 +115,17 @@ class Forecaster:
         config = from_dict(StarcastConfig, document["config"], where=f"{directory}/{META}")
         forecaster = cls(config=config, scale=RatingScale(*document["scale"]))
         model = MODELS[config.model](config, forecaster.scale, None)
-        tensors = load_file(str(Path(directory) / WEIGHTS))
-        forecaster.model_ = model.set_state(tensors, document["state"])
+        weights = Path(directory) / WEIGHTS
+        try:
+            tensors = load_file(str(weights))
+        except Exception as err:  # safetensors' own error type is not public API
+            raise ModelFormatError(f"{weights}: cannot read the weights ({err}); the file is "
+                                   "damaged or not from `starcast train`") from None
+        try:
+            forecaster.model_ = model.set_state(tensors, document["state"])
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
+            raise ModelFormatError(f"{weights}: the weights do not fit {directory}/{META} "
+                                   f"({type(err).__name__}: {str(err)[:300]})") from None
         forecaster.loaded_log_ = document.get("training_log", {"epochs": []})
         return forecaster
 
@@ -136,6 +146,13 @@ class Forecaster:
         if not hasattr(self, "model_"):
             raise NotFittedError("Forecaster is not fitted: call fit() or Forecaster.load()")
         return self.model_
+
+
+def model_version(directory: str | Path) -> str:
+    """The model's name and a digest of its weights: what a state file is bound to."""
+    config = json.loads((Path(directory) / META).read_text()).get("config", {})
+    digest = hashlib.sha256((Path(directory) / WEIGHTS).read_bytes()).hexdigest()[:12]
+    return f"{config.get('model', 'unknown')}-{digest}"
 
 
 def _read_meta(directory: Path) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The service through its real app on a real SQLite file."""
 
 import asyncio
+import re
 
 import httpx
 import numpy as np
@@ -125,7 +126,12 @@ def test_health_metrics_and_docs(trained, tmp_path) -> None:
     assert "starcast_events_applied_total 1" in text
     assert 'starcast_requests_total{method="POST",path="/v1/events",status="200"} 1' in text
     assert "starcast_request_seconds_bucket" in text and 'version="test"' in text
-    assert api.get("/docs").status_code == 200
+    page = api.get("/docs")
+    assert page.status_code == 200
+    # every asset from this server (the page works offline), and each one there
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/docs-assets/") for a in assets), assets
+    assert all(api.get(a).status_code == 200 for a in assets)
 
 
 def test_concurrent_clients_for_different_users_do_not_mix(trained, tmp_path) -> None:

@@ -133,3 +133,24 @@ def test_workers_share_one_state_file_and_answer_as_batch_predict(tmp_path) -> N
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_workers_exit_when_their_parent_is_killed_and_the_port_is_free_again(tmp_path) -> None:
+    data = generate(SynthConfig(users=40, items=20, events=600, seed=4))
+    Forecaster("bias").fit(data.events, None).save(tmp_path / "model")
+    port = free_port()
+    process, url = start(tmp_path / "model", tmp_path / "s.db", port, "--workers", "2")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    for _ in range(100):  # the workers get SIGTERM from the kernel and shut down
+        try:
+            httpx.get(f"{url}/healthz", timeout=0.5)
+        except httpx.HTTPError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a worker still answers after its parent was killed")
+    again, _ = start(tmp_path / "model", tmp_path / "s.db", port)  # no "address in use"
+    again.terminate()
+    again.wait()

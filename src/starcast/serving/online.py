@@ -11,6 +11,7 @@ events instead. Other models always answer the batch way from the stored events.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,11 +38,19 @@ from starcast.training.trainer import length_batches
 
 
 class EventRejected(StarcastError):
-    """An event that cannot be applied (409): the request changes nothing."""
+    """An event that cannot be applied now (409): the request changes nothing."""
 
     def __init__(self, index: int, reason: str) -> None:
         super().__init__(f"events[{index}]: {reason}")
         self.index, self.reason = index, reason
+
+
+class EventInvalid(EventRejected):
+    """An event that can never be applied as given (422): the request changes nothing."""
+
+
+class UnknownEvent(StarcastError):
+    """No stored event has this event_id (404)."""
 
 
 @dataclass
@@ -98,9 +107,22 @@ class Answers:
                                                        TS: pl.Int64})
 
 
+FUTURE_TOLERANCE = 86_400  # seconds an event's ts may lie ahead of the server's clock
+
+
 class OnlineForecaster:
-    def __init__(self, forecaster: Forecaster, store: Store) -> None:
+    """Keeps every customer's state current as events arrive.
+
+    One rule with batch predict (`dedupe_events`): a user's later rating of an item replaces
+    the earlier one. An event more than `future_tolerance` seconds ahead of the clock is
+    refused: stored, it would lock its user (every real event after it is "older") and send
+    every query on its item down the batch path.
+    """
+
+    def __init__(self, forecaster: Forecaster, store: Store,
+                 future_tolerance: int = FUTURE_TOLERANCE) -> None:
         self.forecaster, self.store = forecaster, store
+        self.future_tolerance = future_tolerance
         model = forecaster.model_
         # the item-side window is not kept incrementally: that configuration answers in batch
         self.recurrent = isinstance(model, LSTMModel) and model.config.item_window == 0
@@ -115,11 +137,17 @@ class OnlineForecaster:
 
     def apply(self, events: list[Event]) -> dict[str, int]:
         """Store and apply `events` in one transaction; retries of known event_ids are skipped."""
+        latest = time.time() + self.future_tolerance
+        for index, event in enumerate(events):
+            if event.ts > latest:
+                raise EventInvalid(index, f"ts {event.ts} is more than {self.future_tolerance} s "
+                                   "ahead of the server's clock (milliseconds instead of "
+                                   "seconds?)")
         with self.store.transaction() as db:
             fresh = self._new_events(db, events)
             users = self.store.users(e.user for _, e in fresh)
             items = self.store.items(e.item for _, e in fresh)
-            replay, steps = set(), {}
+            replay, steps, rerated = set(), {}, set()
             for index, event in fresh:
                 user = users[event.user]
                 if user.last_ts is not None and event.ts < user.last_ts:
@@ -128,12 +156,20 @@ class OnlineForecaster:
                                         f"POST /v1/users/{{user}}/rebuild after a backfill")
                 if user.last_ts == event.ts and event.item < (user.last_item or ""):
                     replay.add(event.user)  # same second, earlier in (ts, item) order
+                if user.rated_among([f"{SEP}{event.item}{SEP}"])[0]:
+                    rerated.add((event.user, event.item))
                 seq = db.execute(
                     "INSERT INTO events (event_id, user, item, rating, ts) VALUES (?, ?, ?, ?, ?)",
                     (event.event_id, event.user, event.item, event.rating, event.ts),
                 ).lastrowid
                 self._advance(user, items[event.item], event, seq, steps)
             self._step_all(users, steps)
+            for name, item in rerated:  # the latest rating of the pair replaces the others
+                db.execute("DELETE FROM events WHERE user = ? AND item = ? AND seq < (SELECT "
+                           "MAX(seq) FROM events WHERE user = ? AND item = ?)",
+                           (name, item, name, item))
+                replay.add(name)
+                items[item] = self._item_replay(db, item)
             for name in replay:
                 users[name] = self._replay(db, name)
             for name, state in users.items():
@@ -220,6 +256,27 @@ class OnlineForecaster:
             write_user(db, user, self._replay(db, user))
         return self.user(user)
 
+    def delete(self, event_id: str) -> dict:
+        """Remove a stored event (a mistake: a wrong ts, say) and replay its user and item."""
+        with self.store.transaction() as db:
+            row = db.execute("SELECT user, item FROM events WHERE event_id = ?",
+                             (event_id,)).fetchone()
+            if row is None:
+                raise UnknownEvent(f"no stored event has event_id {event_id!r}")
+            user, item = row
+            db.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
+            write_user(db, user, self._replay(db, user))
+            write_item(db, item, self._item_replay(db, item))
+        return {"deleted": event_id, "user": user, "item": item}
+
+    def _item_replay(self, db: sqlite3.Connection, item: str) -> ItemState:
+        rows = db.execute("SELECT seq, user, item, rating, ts FROM events WHERE item = ? "
+                          "ORDER BY seq", (item,)).fetchall()
+        if not rows:
+            return ItemState()
+        seq = pl.Series("_row", [r[0] for r in rows], dtype=pl.Int64)
+        return self._item_states(_frame([r[1:] for r in rows]).with_columns(seq))[item]
+
     def _replay(self, db: sqlite3.Connection, user: str) -> UserState:
         rows = db.execute(
             "SELECT user, item, rating, ts FROM events WHERE user = ? ORDER BY ts, item, seq",
@@ -264,8 +321,11 @@ class OnlineForecaster:
         }
 
     def _item_states(self, events: pl.DataFrame) -> dict[str, ItemState]:
-        # inserted into an empty table in this order: the event of row r got seq r + 1
-        indexed = self._indexed(events.with_row_index("_row", offset=1))
+        """Each item's state after `events`, whose `_row` is each event's seq (without one:
+        inserted into an empty table in this order, the event of row r got seq r + 1)."""
+        if "_row" not in events.columns:
+            events = events.with_row_index("_row", offset=1)
+        indexed = self._indexed(events)
         out = {}
         for item, part in indexed.sort([ITEM, TS, "_row"]).group_by(ITEM, maintain_order=True):
             resid = part[RESIDUAL].to_list() if self.recurrent else [0.0] * part.height

@@ -9,6 +9,7 @@ answer, so an acknowledged event survives a killed process.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -98,8 +99,16 @@ class Store:
         self.path, self.busy_seconds = Path(path), busy_seconds
         self.lock = threading.Lock()
         self._local = threading.local()
-        with self.lock:
-            self.db.executescript(SCHEMA)  # (executescript commits on its own)
+        if not self.path.parent.is_dir():
+            raise StarcastError(f"{self.path}: no such directory {self.path.parent}")
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise StarcastError(f"{self.path}: the state file is read-only; the service writes "
+                                "every event it receives (make it writable or use another)")
+        try:
+            with self.lock:
+                self.db.executescript(SCHEMA)  # (executescript commits on its own)
+        except sqlite3.DatabaseError as err:  # a text file, a truncated database...
+            raise StarcastError(f"{self.path}: not a starcast state file ({err})") from None
         users = {row[1] for row in self.db.execute("PRAGMA table_info(users)")}
         items = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
         if "rated" not in users or "recent_sum" not in items:
@@ -137,6 +146,17 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def bind(self, model: str) -> None:
+        """Tie the file to one model (its version): states computed by another model's
+        network are not this model's states, so a file holding them is refused by name."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('model', ?)", (model,))
+            elif row[0] != model:
+                raise StarcastError(f"{self.path}: states of model {row[0]}, not of {model}; "
+                                    "start a new state file (`starcast state init`) for it")
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
