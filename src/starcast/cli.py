@@ -432,7 +432,8 @@ def serve(
         uvicorn.run(service, **options)
         return
     os.environ.update(STARCAST_MODEL=str(model), STARCAST_STATE=str(state),
-                      STARCAST_FUTURE_TOLERANCE=str(future_tolerance))
+                      STARCAST_FUTURE_TOLERANCE=str(future_tolerance),
+                      STARCAST_PARENT=str(os.getpid()))
     if secret is not None:
         os.environ["STARCAST_TOKEN"] = secret
     uvicorn.run("starcast.serving.app:app_from_environment", factory=True, workers=workers,

@@ -12,24 +12,33 @@ from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.errors import ConfigError
 from starcast.evaluation.metrics import macro_mae, negative_log_likelihood
-from starcast.models.stars import StarCalibration, StarCosts, star_shares
+from starcast.models.stars import StarCalibration, StarContext, StarCosts, star_shares
 
 finite = st.floats(-50, 50, allow_nan=False)
+
+
+def context(visible, cold, ratings=None):
+    """A StarContext of customers whose visible ratings are `ratings` (default: all 4s)."""
+    visible = np.asarray(visible)
+    if ratings is None:
+        return StarContext(visible, cold, 4.0 * visible, 16.0 * visible)
+    return StarContext(visible, cold, ratings.sum(axis=1), (ratings**2).sum(axis=1))
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     cuts=arrays(np.float64, 4, elements=finite),
     slope=finite,
-    spread=arrays(np.float64, 3, elements=st.floats(-3, 3)),
+    spread=arrays(np.float64, 4, elements=st.floats(-3, 3)),
     mean=arrays(np.float64, 7, elements=st.floats(1, 5)),
-    visible=arrays(np.int64, 7, elements=st.integers(0, 10_000)),
+    ratings=arrays(np.float64, (7, 3), elements=st.sampled_from([1.0, 2.0, 3.0, 4.0, 5.0])),
+    seen=arrays(np.bool_, (7, 3)),
     cold=arrays(np.bool_, 7),
 )
-def test_probabilities_are_a_distribution_over_the_stars(cuts, slope, spread, mean, visible,
-                                                         cold) -> None:
-    calibration = StarCalibration(np.sort(cuts), slope, spread)
-    p = calibration.probabilities(mean, visible, cold)
+def test_probabilities_are_a_distribution_over_the_stars(cuts, slope, spread, mean, ratings,
+                                                         seen, cold) -> None:
+    calibration = StarCalibration(np.sort(cuts), slope, spread, prior_var=1.2)
+    p = calibration.probabilities(mean, context(seen.sum(axis=1), cold, ratings * seen))
     assert p.shape == (7, 5)
     assert (p >= 0).all()
     assert np.allclose(p.sum(axis=1), 1.0)
@@ -74,19 +83,28 @@ def test_inverse_shares_make_a_rare_star_win_where_it_is_likely_enough() -> None
 
 
 def test_fitted_calibration_beats_the_star_shares_on_held_out_events() -> None:
+    """Customers with more history are predicted better, and steady customers (whose past
+    ratings vary little) are steadier: the fitted spread follows both."""
     rng = np.random.default_rng(0)
-    n = 4_000
+    n = 6_000
     mean = rng.uniform(2, 5, n)
-    visible = rng.integers(0, 30, n)
-    truth = np.clip(np.rint(mean + rng.normal(0, 1.5 / np.sqrt(1 + visible))), 1, 5)
+    visible = rng.integers(1, 30, n)
+    steadiness = rng.uniform(0.2, 1.5, n)
+    past = np.clip(np.rint(mean[:, None] + rng.normal(0, 1, (n, 29)) * steadiness[:, None]),
+                   1, 5) * (np.arange(29)[None, :] < visible[:, None])
+    noise = rng.normal(0, 1, n) * steadiness * 1.5 / np.sqrt(visible)
+    truth = np.clip(np.rint(mean + noise), 1, 5)
     fit, held = slice(0, n // 2), slice(n // 2, n)
-    cold = np.zeros(n, dtype=bool)
-    calibration = StarCalibration.fit(mean[fit], truth[fit], visible[fit], cold[fit], 1.0, 5)
-    p = calibration.probabilities(mean[held], visible[held], cold[held])
+    ctx = context(visible, np.zeros(n, dtype=bool), past)
+    part = lambda c, rows: StarContext(c.visible[rows], c.item_cold[rows],  # noqa: E731
+                                       c.rating_sum[rows], c.rating_sq[rows])
+    calibration = StarCalibration.fit(mean[fit], truth[fit], part(ctx, fit), 1.0, 1.0, 5)
+    p = calibration.probabilities(mean[held], part(ctx, held))
     shares = np.tile(star_shares(truth[fit], 1.0, 5), (n // 2, 1))
     assert negative_log_likelihood(truth[held], p, 1) < negative_log_likelihood(
         truth[held], shares, 1) - 0.1
     assert calibration.spread[1] < 0  # more history, narrower
+    assert calibration.spread[3] > 0  # a wider past, wider
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,13 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import IO, TypeVar
 
+from starcast.data.report import ReadReport
 from starcast.errors import DataError
 
 AMAZON_2014 = "amazon-2014"
@@ -71,22 +73,74 @@ def resolve_format(path: str | Path, fmt: str | None, wanted: tuple[str, ...]) -
     return fmt
 
 
-def open_binary(path: str | Path) -> IO[bytes]:
-    """Open for reading bytes, decompressing gzip when the content (not the name) says so."""
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    return gzip.open(path, "rb") if magic == _GZIP_MAGIC else open(path, "rb")
+def open_raw(path: str | Path) -> IO[bytes]:
+    """The file's bytes as stored; a path that cannot be read is a DataError naming it."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DataError("no such file", file=str(path)) from None
+    except IsADirectoryError:
+        raise DataError("a directory, not a file", file=str(path)) from None
+    except OSError as err:
+        raise DataError(f"cannot open: {err.strerror}", file=str(path)) from None
 
 
-def open_text(path: str | Path) -> io.TextIOWrapper:
+def open_binary(path: str | Path, report: ReadReport | None = None) -> IO[bytes]:
+    """Open for reading bytes, decompressing gzip when the content (not the name) says so.
+
+    A gzip stream that ends early (a truncated download) is a DataError naming the file and
+    the byte, unless `report.allow_truncated`: then reading stops there and the report keeps
+    the byte in `truncated_at`.
+    """
+    raw = open_raw(path)
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic != _GZIP_MAGIC:
+        return raw
+    return io.BufferedReader(_Gzip(raw, Path(path), report), _BLOCK_BYTES)
+
+
+class _Gzip(io.RawIOBase):
+    def __init__(self, raw: IO[bytes], path: Path, report: ReadReport | None) -> None:
+        self.raw, self.path, self.report = raw, path, report
+        self.stream = gzip.GzipFile(fileobj=raw, mode="rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        try:  # (read1: what one step decompressed, so nothing before a break is lost)
+            data = self.stream.read1(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+            at, size = self.raw.tell(), self.path.stat().st_size
+            if self.report is not None and self.report.allow_truncated:
+                self.report.truncated_at = at
+                return 0
+            raise DataError(f"the gzip stream breaks off at byte {at:,} of {size:,} ({err}): "
+                            "the file is truncated or damaged; fetch it again, or pass "
+                            "--allow-truncated to keep the lines before", file=str(self.path)
+                            ) from None
+
+    def close(self) -> None:
+        self.stream.close()
+        self.raw.close()
+        super().close()
+
+
+def open_text(path: str | Path, report: ReadReport | None = None) -> io.TextIOWrapper:
     """Text for csv: a UTF-8 BOM is dropped and undecodable bytes are replaced, never fatal."""
-    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", errors="replace", newline="")
+    return io.TextIOWrapper(open_binary(path, report), encoding="utf-8-sig", errors="replace",
+                            newline="")
 
 
-def iter_lines(path: str | Path, block_bytes: int = _BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
+def iter_lines(
+    path: str | Path, block_bytes: int = _BLOCK_BYTES, report: ReadReport | None = None
+) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, line without its line ending) for every non-blank line."""
     number = 0
-    with open_binary(path) as f:
+    with open_binary(path, report) as f:
         # Splitting large blocks is several times faster than readline on a gzip stream.
         head = f.read(block_bytes)
         rest = head[3:] if head.startswith(b"\xef\xbb\xbf") else head  # BOM: not data
@@ -114,7 +168,7 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def detect_format(path: str | Path) -> str:
     """The format name of `path`, judged from its content (magic bytes, first lines)."""
-    with open(path, "rb") as probe:
+    with open_raw(path) as probe:
         if probe.read(4) == _PARQUET_MAGIC:
             return _detect_parquet(path)
     found = _detect_text(_head(path))
@@ -129,7 +183,8 @@ def detect_format(path: str | Path) -> str:
 
 def _head(path: str | Path) -> list[str]:
     lines: list[str] = []
-    with open_binary(path) as f:
+    # (a look at the first lines: a truncated file is judged where it is read)
+    with open_binary(path, ReadReport(str(path), "", allow_truncated=True)) as f:
         while len(lines) < _DETECT_LINES:
             raw = f.readline(_DETECT_BYTES)
             if not raw:

@@ -92,9 +92,13 @@ def read_events(
     columns: ColumnMap | None = None,
     dedupe: bool = True,
     chunk_lines: int = DEFAULT_CHUNK_LINES,
+    allow_truncated: bool = False,
 ) -> ReadResult:
-    """All usable events of `path`, in input order; (user, item) repeats keep the latest."""
-    report = ReadReport(str(path), "", strict=strict)
+    """All usable events of `path`, in input order; (user, item) repeats keep the latest.
+
+    A compressed file that breaks off is an error naming it, unless `allow_truncated`: then the
+    lines before the break are kept and `report.truncated_at` says where it broke."""
+    report = ReadReport(str(path), "", strict=strict, allow_truncated=allow_truncated)
     chunks = iter_event_chunks(
         path,
         format=format,
@@ -131,7 +135,7 @@ def iter_event_chunks(
     fmt = fm.resolve_format(path, format, EVENT_FORMATS)
     _check_chunk_lines(chunk_lines)
     report = _prepare(report, path, fmt, strict)
-    parsed = _parsed_events(Path(path), fmt, text, scale, columns, chunk_lines)
+    parsed = _parsed_events(Path(path), fmt, text, scale, columns, chunk_lines, report)
     return _accounted(parsed, report)
 
 
@@ -141,12 +145,14 @@ def read_items(
     format: str | None = None,
     strict: bool = False,
     chunk_lines: int = DEFAULT_CHUNK_LINES,
+    allow_truncated: bool = False,
 ) -> ItemsResult:
     """Item features of `path`, one row per item (a repeated item keeps its last line)."""
     fmt = fm.resolve_format(path, format, ITEM_FORMATS)
     _check_chunk_lines(chunk_lines)
-    report = _prepare(None, path, fmt, strict)
-    frames = list(_accounted(_parsed_items(Path(path), fmt, chunk_lines), report))
+    report = _prepare(ReadReport(str(path), fmt, allow_truncated=allow_truncated), path, fmt,
+                      strict)
+    frames = list(_accounted(_parsed_items(Path(path), fmt, chunk_lines, report), report))
     items = pl.concat(frames) if frames else pl.DataFrame(schema=ITEM_SCHEMA | {LINE: pl.Int64()})
     kept = items.unique(subset=[ITEM], keep="last", maintain_order=True)
     report.duplicates_removed = items.height - kept.height
@@ -189,15 +195,16 @@ def _parsed_events(
     scale: RatingScale,
     columns: ColumnMap | None,
     chunk_lines: int,
+    report: ReadReport,
 ) -> Iterator[Parsed]:
     if fmt in jsonl.EVENT_SPECS:
         spec = jsonl.EVENT_SPECS[fmt]
-        for lines in fm.chunked(fm.iter_lines(path), chunk_lines):
+        for lines in fm.chunked(fm.iter_lines(path, report=report), chunk_lines):
             yield jsonl.parse_event_chunk(lines, spec, text=text, scale=scale)
     elif fmt == fm.PARQUET:
         yield from _parquet_events(path, text, scale, columns, chunk_lines)
     else:
-        yield from _delimited_events(path, fmt, text, scale, columns, chunk_lines)
+        yield from _delimited_events(path, fmt, text, scale, columns, chunk_lines, report)
 
 
 def _delimited_events(
@@ -207,11 +214,12 @@ def _delimited_events(
     scale: RatingScale,
     columns: ColumnMap | None,
     chunk_lines: int,
+    report: ReadReport,
 ) -> Iterator[Parsed]:
     if fmt in tabular.LINE_SEPARATORS:
-        yield from _line_events(path, fmt, text, scale, chunk_lines)
+        yield from _line_events(path, fmt, text, scale, chunk_lines, report)
         return
-    records = tabular.csv_records(path)
+    records = tabular.csv_records(path, report)
     header = _header(path, records)
     if header is None:
         return
@@ -221,10 +229,10 @@ def _delimited_events(
 
 
 def _line_events(
-    path: Path, fmt: str, text: bool, scale: RatingScale, chunk_lines: int
+    path: Path, fmt: str, text: bool, scale: RatingScale, chunk_lines: int, report: ReadReport
 ) -> Iterator[Parsed]:
     separator = tabular.LINE_SEPARATORS[fmt]
-    lines = fm.iter_lines(path)
+    lines = fm.iter_lines(path, report=report)
     if fmt == fm.RECBOLE:
         first = next(lines, None)
         if first is None:
@@ -267,11 +275,13 @@ def _parquet_events(
         first += frame.height
 
 
-def _parsed_items(path: Path, fmt: str, chunk_lines: int) -> Iterator[Parsed]:
+def _parsed_items(
+    path: Path, fmt: str, chunk_lines: int, report: ReadReport
+) -> Iterator[Parsed]:
     if fmt == fm.ITEMS_PARQUET:
         yield from _parquet_items(path, chunk_lines)
     elif fmt == fm.ITEMS_CSV:
-        records = tabular.csv_records(path)
+        records = tabular.csv_records(path, report)
         header = _header(path, records)
         if header is None:
             return
@@ -279,7 +289,7 @@ def _parsed_items(path: Path, fmt: str, chunk_lines: int) -> Iterator[Parsed]:
         for chunk in fm.chunked(records, chunk_lines):
             yield tabular.parse_item_records(chunk, index, len(header))
     else:
-        for lines in fm.chunked(fm.iter_lines(path), chunk_lines):
+        for lines in fm.chunked(fm.iter_lines(path, report=report), chunk_lines):
             yield jsonl.parse_meta_chunk(lines, fmt)
 
 

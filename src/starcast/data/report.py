@@ -42,6 +42,8 @@ class ReadReport:
     bad: Counter[str] = field(default_factory=Counter)
     examples: list[BadRow] = field(default_factory=list)
     strict: bool = False
+    allow_truncated: bool = False  # a compressed file that breaks off: keep what came before
+    truncated_at: int | None = None  # the compressed byte where it broke off, if it did
 
     @property
     def bad_total(self) -> int:
@@ -64,5 +66,5 @@ class ReadReport:
         out["bad"] = dict(self.bad)
         out["bad_total"] = self.bad_total
         out["kept"] = self.kept
-        del out["strict"]
+        del out["strict"], out["allow_truncated"]
         return out

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from starcast.data import formats as fm
+from starcast.data.report import ReadReport
 from starcast.data.schema import ITEM, LINE, RATING, TS, USER, RatingScale
 from starcast.data.validation import (
     MALFORMED,
@@ -82,9 +83,10 @@ class Layout:
 # ---- records --------------------------------------------------------------------------
 
 
-def csv_records(path: str | Path) -> Iterator[Record]:
-    """Non-blank CSV records with the line each starts on; an unparsable record gives None."""
-    with fm.open_text(path) as f:
+def csv_records(path: str | Path, report: ReadReport | None = None) -> Iterator[Record]:
+    """Non-blank CSV records with the line each starts on; an unparsable record gives None.
+    (`report`: see `formats.open_binary`.)"""
+    with fm.open_text(path, report) as f:
         reader = csv.reader(f)
         end = 0
         while True:

@@ -17,10 +17,19 @@ import torch
 from starcast.config import TrainConfig
 from starcast.data.schema import ITEM, QUERY_COLUMNS, RATING, USER, RatingScale, empty_events
 from starcast.errors import ConfigError, NotFittedError
-from starcast.features.history import visible_counts
+from starcast.features.history import visible_counts, visible_sums
 from starcast.features.vocab import COLD, Vocabulary
-from starcast.models.stars import StarCalibration, StarCosts, star_shares
+from starcast.models.stars import StarCalibration, StarContext, StarCosts, star_shares
 from starcast.training.distributed import Cluster
+
+
+def star_context(
+    history: pl.DataFrame, queries: pl.DataFrame, item_cold: np.ndarray
+) -> StarContext:
+    """Each query's StarContext from the history visible to it."""
+    sums = visible_sums(history, queries, pl.col(RATING))
+    squares = visible_sums(history, queries, pl.col(RATING) ** 2)["s"].to_numpy()
+    return StarContext(sums["n"].to_numpy(), item_cold, sums["s"].to_numpy(), squares)
 
 
 @dataclass
@@ -79,8 +88,10 @@ class RatingModel(ABC):
         if estimate.probabilities is None:
             mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
             new_item = ~held[ITEM].is_in(train[ITEM].implode()).to_numpy()
+            levels = self.scale.low + np.arange(self.scale.stars)
+            prior_var = float(self.shares_ @ (levels - self.shares_ @ levels) ** 2)
             self.stars_ = StarCalibration.fit(mean, held[RATING].to_numpy(),
-                                              visible_counts(train, held), new_item,
+                                              star_context(train, held, new_item), prior_var,
                                               self.scale.low, self.scale.stars)
 
     def _held_out_estimate(self, train: pl.DataFrame, valid: pl.DataFrame) -> Estimate:
@@ -103,8 +114,10 @@ class RatingModel(ABC):
         estimate = self._estimate(history, queries)
         mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
         parts = self.coldness(history, queries)
-        probs = self.star_probabilities(mean, parts["visible"], parts["item_cold"],
-                                        estimate.probabilities)
+        probs = estimate.probabilities
+        if probs is None and self.stars_ is not None:
+            context = star_context(history, queries, parts["item_cold"])
+            probs = self.stars_.probabilities(mean, context)
         out = queries.with_columns(pl.Series("prediction", mean))
         if probs is not None:
             reading = costs or self.costs_
@@ -115,17 +128,6 @@ class RatingModel(ABC):
             out = out.with_columns(pl.Series(f"p{k + 1}", probs[:, k])
                                    for k in range(probs.shape[1]))
         return out
-
-    def star_probabilities(
-        self, mean: np.ndarray, visible: np.ndarray, item_cold: np.ndarray,
-        own: np.ndarray | None = None,
-    ) -> np.ndarray | None:
-        """[N, K] star probabilities: the model's `own`, else the calibration's around the
-        (clipped) point predictions `mean`; None for a model saved without either."""
-        if own is not None:
-            return own
-        stars = getattr(self, "stars_", None)
-        return None if stars is None else stars.probabilities(mean, visible, item_cold)
 
     def coldness(self, history: pl.DataFrame, queries: pl.DataFrame) -> dict[str, np.ndarray]:
         """Per query: `item_cold` (item unseen in training), `user_cold` (user with neither

@@ -6,12 +6,16 @@ both needs: the point prediction for RMSE, and a *balanced* reading for the rare
 
 The distribution is an ordered logit around the model's (clipped) point prediction m:
 
-    P(r <= k) = sigmoid((cut_k - slope * m) / spread),   log spread = w . (1, log1p n, cold)
+    P(r <= k) = sigmoid((cut_k - slope * m) / spread)
+    log spread = w . (1, log1p n, cold, log v)
 
-n is the customer's visible history events, cold whether the item is new to the model: the
-spread widens where the point prediction knows less. It is fitted by maximum likelihood on
-predictions the model made of events it was not fitted on (valid, predicted by the model
-fitted on train), so it learns how wrong the model is, not how well it fits.
+n is the customer's visible history events, cold whether the item is new to the model (the
+spread widens where the point prediction knows less), and v the variance of the customer's
+visible ratings, shrunk toward the training ratings' variance by PRIOR_EVENTS pseudo-events:
+one who always gives 5 stars gets a narrow distribution, one who gives all kinds a wide one.
+It is fitted by maximum likelihood on predictions the model made of events it was not fitted
+on (valid, predicted by the model fitted on train), so it learns how wrong the model is, not
+how well it fits.
 
 The balanced reading is the star k minimising the expected cost sum_j p_j C[k, j]; by default
 C[k, j] = |k - j| / share_j, each true star counting in inverse proportion to its share of the
@@ -29,6 +33,7 @@ from scipy.special import expit
 from starcast.errors import ConfigError
 
 MIN_EVENTS = 20  # fewer held-out events than this leave the spread fixed (cuts and slope only)
+PRIOR_EVENTS = 2.0  # pseudo-events of the training variance in a customer's rating variance
 
 
 @dataclass
@@ -83,40 +88,64 @@ def star_shares(ratings: np.ndarray, low: float, stars: int) -> np.ndarray:
 
 
 @dataclass
+class StarContext:
+    """Per query, what widens or narrows its distribution besides the point prediction."""
+
+    visible: np.ndarray  # the customer's visible history events
+    item_cold: np.ndarray  # bool: the item is new to the model
+    rating_sum: np.ndarray  # the sum of those events' ratings
+    rating_sq: np.ndarray  # and of their squares
+
+    def design(self, prior_var: float) -> np.ndarray:
+        """[N, 4]: 1, log1p(n), item cold, log of the shrunk rating variance."""
+        n = np.asarray(self.visible, dtype=np.float64)
+        spread = self.rating_sq - self.rating_sum**2 / np.maximum(n, 1)
+        variance = (np.maximum(spread, 0) + PRIOR_EVENTS * prior_var) / (n + PRIOR_EVENTS)
+        return np.column_stack([np.ones(len(n)), np.log1p(n),
+                                np.asarray(self.item_cold, dtype=np.float64),
+                                np.log(np.maximum(variance, 1e-6))])
+
+
+@dataclass
 class StarCalibration:
-    """The ordered logit of the module docstring: `cuts` [K-1], `slope`, `spread` [3]."""
+    """The ordered logit of the module docstring: `cuts` [K-1], `slope`, `spread` [4] (the
+    weights of StarContext.design), `prior_var`."""
 
     cuts: np.ndarray
     slope: float
     spread: np.ndarray
+    prior_var: float
 
     @classmethod
     def fit(
-        cls, mean: np.ndarray, ratings: np.ndarray, visible: np.ndarray, cold: np.ndarray,
+        cls, mean: np.ndarray, ratings: np.ndarray, context: StarContext, prior_var: float,
         low: float, stars: int,
     ) -> StarCalibration:
         """Maximum likelihood over held-out (prediction, true rating) pairs."""
         index = np.clip(np.rint(ratings - low).astype(np.int64), 0, stars - 1)
         free_spread = len(index) >= MIN_EVENTS
-        start = np.r_[np.linspace(-1.5, 1.5, stars - 1) + float(np.mean(mean)), 1.0,
-                      0.0, 0.0, 0.0]
+        design = context.design(prior_var)
+        width = design.shape[1]
+        start = np.r_[float(np.mean(mean)) - 1.5, np.full(stars - 2, np.log(3.0 / (stars - 1))),
+                      1.0, np.zeros(width)]  # cuts 3 stars apart end to end
 
         def unpack(theta: np.ndarray) -> StarCalibration:
             cuts = np.r_[theta[0], theta[0] + np.cumsum(np.exp(theta[1 : stars - 1]))]
-            spread = theta[stars:] if free_spread else np.zeros(3)
-            return cls(cuts, float(theta[stars - 1]), spread)
-
-        start[1 : stars - 1] = np.log(3.0 / (stars - 1))  # cuts 3 stars apart end to end
+            spread = theta[stars:] if free_spread else np.zeros(width)
+            return cls(cuts, float(theta[stars - 1]), spread, prior_var)
 
         def loss(theta: np.ndarray) -> float:
-            p = unpack(theta).probabilities(mean, visible, cold)
+            p = unpack(theta)._from_design(mean, design)
             return float(-np.mean(np.log(p[np.arange(len(index)), index])))
 
         return unpack(minimize(loss, start, method="L-BFGS-B").x)
 
-    def probabilities(self, mean: np.ndarray, visible: np.ndarray, cold: np.ndarray) -> np.ndarray:
+    def probabilities(self, mean: np.ndarray, context: StarContext) -> np.ndarray:
         """[N, K]: P(star k) per query, non-negative and summing to 1."""
-        scale = np.exp(np.clip(_design(visible, cold) @ self.spread, -5.0, 5.0))
+        return self._from_design(mean, context.design(self.prior_var))
+
+    def _from_design(self, mean: np.ndarray, design: np.ndarray) -> np.ndarray:
+        scale = np.exp(np.clip(design @ self.spread, -5.0, 5.0))
         location = self.slope * np.asarray(mean, np.float64)[:, None]
         z = (self.cuts[None, :] - location) / scale[:, None]
         below = expit(z)  # P(r <= k) for k = 1..K-1, increasing in k since the cuts are
@@ -125,14 +154,10 @@ class StarCalibration:
         return p / p.sum(axis=1, keepdims=True)
 
     def state(self) -> dict:
-        return {"cuts": self.cuts.tolist(), "slope": self.slope, "spread": self.spread.tolist()}
+        return {"cuts": self.cuts.tolist(), "slope": self.slope, "spread": self.spread.tolist(),
+                "prior_var": self.prior_var}
 
     @classmethod
     def restore(cls, meta: dict) -> StarCalibration:
-        return cls(np.asarray(meta["cuts"]), float(meta["slope"]), np.asarray(meta["spread"]))
-
-
-def _design(visible: np.ndarray, cold: np.ndarray) -> np.ndarray:
-    visible = np.asarray(visible, dtype=np.float64)
-    return np.column_stack([np.ones(len(visible)), np.log1p(visible),
-                            np.asarray(cold, dtype=np.float64)])
+        return cls(np.asarray(meta["cuts"]), float(meta["slope"]), np.asarray(meta["spread"]),
+                   float(meta["prior_var"]))

@@ -372,7 +372,7 @@ def app_from_environment() -> FastAPI:
     Writers in different workers take turns through SQLite's own lock."""
     import torch
 
-    _exit_with_parent()
+    _exit_with_parent(int(os.environ.get("STARCAST_PARENT", os.getppid())))
     torch.set_num_threads(1)  # one core per worker
     return app_from_files(os.environ["STARCAST_MODEL"], os.environ["STARCAST_STATE"],
                           token=os.environ.get("STARCAST_TOKEN"),
@@ -380,10 +380,11 @@ def app_from_environment() -> FastAPI:
                                                               FUTURE_TOLERANCE)))
 
 
-def _exit_with_parent() -> None:
-    """A worker whose parent dies (SIGKILL included) must not go on serving the port: the
-    kernel sends it SIGTERM then (Linux's PR_SET_PDEATHSIG); elsewhere a thread watches."""
-    parent = os.getppid()
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent (pid `parent`, the `starcast serve` that started it) dies, SIGKILL
+    included, must not go on serving the port: the kernel sends it SIGTERM then (Linux's
+    PR_SET_PDEATHSIG); elsewhere a thread watches. A parent already gone (it died while this
+    worker was starting) ends the worker at once."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         if libc.prctl(1, signal.SIGTERM, 0, 0, 0) == 0:  # 1: PR_SET_PDEATHSIG

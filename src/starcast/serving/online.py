@@ -24,6 +24,7 @@ from starcast.features.sequences import DAY, RECENT, RESIDUAL, training_sequence
 from starcast.features.vocab import COLD
 from starcast.forecaster import Forecaster
 from starcast.models.lstm import LSTMModel
+from starcast.models.stars import StarContext
 from starcast.serving.store import (
     SEP,
     ItemState,
@@ -210,6 +211,8 @@ class OnlineForecaster:
         user.n, user.last_ts, user.last_item = user.n + 1, event.ts, event.item
         user.add_rated(event.item)
         user.resid_sum += resid
+        user.rating_sum += event.rating
+        user.rating_sq += event.rating**2
         item.n += 1
         item.last_ts = event.ts if item.last_ts is None else max(item.last_ts, event.ts)
         item.resid_sum += resid
@@ -309,6 +312,7 @@ class OnlineForecaster:
             pl.len().alias("n"), pl.col(TS).last(), pl.col(ITEM).last(),
             pl.col(RESIDUAL).sum() if self.recurrent else pl.lit(0.0).alias(RESIDUAL),
             pl.col(ITEM).str.join(SEP).alias("rated"),
+            pl.col(RATING).sum().alias("rating_sum"), (pl.col(RATING) ** 2).sum().alias("sq"),
         )
         h = c = [None] * summary.height
         if self.recurrent:
@@ -316,7 +320,7 @@ class OnlineForecaster:
                                       max_len=indexed.height + 1)
             h, c = _run_to_end(self.model.net_, seqs)
         return {
-            row[0]: UserState(row[1], row[2], row[3], row[4], h[k], c[k], row[5])
+            row[0]: UserState(row[1], row[2], row[3], row[4], h[k], c[k], row[5], row[6], row[7])
             for k, row in enumerate(summary.iter_rows())
         }
 
@@ -411,8 +415,11 @@ class OnlineForecaster:
             point = self.model.blend_.apply(point, user_ids, item_ids, ts, per_user[u, 1])
         scale = self.forecaster.scale
         point = np.clip(point, scale.low, scale.high)
-        stars = self.model.star_probabilities(point, per_user[u, 1], index == COLD,
-                                              None if probs is None else probs.double().numpy())
+        stars = None if probs is None else probs.double().numpy()
+        if stars is None and self.model.stars_ is not None:
+            sums = np.array([[s.rating_sum, s.rating_sq] for s in u_states], dtype=float)
+            context = StarContext(per_user[u, 1], index == COLD, sums[u, 0], sums[u, 1])
+            stars = self.model.stars_.probabilities(point, context)
         balanced = None if stars is None else self.model.costs_.balanced(stars, scale.low)
         return Answers(point, np.zeros(len(point), dtype=bool), stars, balanced)
 

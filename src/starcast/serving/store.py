@@ -30,7 +30,8 @@ CREATE INDEX IF NOT EXISTS events_by_user ON events (user, item);
 CREATE INDEX IF NOT EXISTS events_by_item ON events (item);
 CREATE TABLE IF NOT EXISTS users (
     user TEXT PRIMARY KEY, n INTEGER NOT NULL, last_ts INTEGER, last_item TEXT,
-    resid_sum REAL NOT NULL, h BLOB, c BLOB, rated TEXT NOT NULL);
+    resid_sum REAL NOT NULL, h BLOB, c BLOB, rated TEXT NOT NULL, rating_sum REAL NOT NULL,
+    rating_sq REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     item TEXT PRIMARY KEY, n INTEGER NOT NULL, last_ts INTEGER, resid_sum REAL NOT NULL,
     recent TEXT NOT NULL, recent_sum REAL NOT NULL, recent_n INTEGER NOT NULL);
@@ -53,6 +54,8 @@ class UserState:
     h: np.ndarray | None = None  # float32 [hidden]; None: the model's learned start state
     c: np.ndarray | None = None
     rated: str = ""  # every item the user rated, SEP-joined: the pair check costs no query
+    rating_sum: float = 0.0  # the sum of the user's ratings, and of their squares (the spread
+    rating_sq: float = 0.0  # of the user's star probabilities, models.stars)
 
     def rated_among(self, wrapped: list[str]) -> list[bool]:
         """Whether the user rated each of these items, given as SEP + item + SEP."""
@@ -111,10 +114,10 @@ class Store:
             raise StarcastError(f"{self.path}: not a starcast state file ({err})") from None
         users = {row[1] for row in self.db.execute("PRAGMA table_info(users)")}
         items = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
-        if "rated" not in users or "recent_sum" not in items:
+        if not {"rated", "rating_sq"} <= users or "recent_sum" not in items:
             raise StarcastError(f"{self.path}: a state file from an earlier starcast (no rated "
-                                "items per user or recent sums per item); create a new one "
-                                "with `starcast state init`")
+                                "items or rating sums per user, or no recent sums per item); "
+                                "create a new one with `starcast state init`")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -166,17 +169,18 @@ class Store:
         """The users' states; `cells=False` leaves out the LSTM cell state `c` and the last
         item, which only applying an event needs (a prediction reads `h`)."""
         names = list(dict.fromkeys(names))
-        rows = self._select("users", "user", names, "n, last_ts, resid_sum, rated, h"
-                            + (", c, last_item" if cells else ""))
-        stored = [name for name in names if name in rows and rows[name][4] is not None]
+        rows = self._select("users", "user", names, "n, last_ts, resid_sum, rated, rating_sum, "
+                            "rating_sq, h" + (", c, last_item" if cells else ""))
+        stored = [name for name in names if name in rows and rows[name][6] is not None]
         # the states of all users in one decode: rows of matrices, not an array per blob
-        h = _matrix([rows[name][4] for name in stored])
-        c = _matrix([rows[name][5] for name in stored]) if cells else None
+        h = _matrix([rows[name][6] for name in stored])
+        c = _matrix([rows[name][7] for name in stored]) if cells else None
         out = {}
         for name in names:
             row = rows.get(name)
             out[name] = UserState() if row is None else UserState(
-                row[0], row[1], row[6] if cells else None, row[2], rated=row[3])
+                row[0], row[1], row[8] if cells else None, row[2], rated=row[3],
+                rating_sum=row[4], rating_sq=row[5])
         for k, name in enumerate(stored):
             out[name].h = h[k]
             if cells:
@@ -223,9 +227,9 @@ class Store:
 
 def write_user(db: sqlite3.Connection, name: str, state: UserState) -> None:
     db.execute(
-        "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (name, state.n, state.last_ts, state.last_item, state.resid_sum,
-         _blob(state.h), _blob(state.c), state.rated),
+         _blob(state.h), _blob(state.c), state.rated, state.rating_sum, state.rating_sq),
     )
 
 
