@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,13 +17,47 @@ from rich.table import Table
 
 from starcast.data.readers import ColumnMap, ReadResult, read_events
 from starcast.data.report import ReadReport
-from starcast.errors import StarcastError
+from starcast.errors import ConfigError, StarcastError
 
 app = typer.Typer(no_args_is_help=True, help="Predict star ratings from time-ordered reviews.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, inspect and generate review data.")
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
+console = Console(stderr=True)  # reports, progress, warnings (silenced by --quiet)
+errors = Console(stderr=True)  # the one error line, always
 out = Console()
+reading = {"allow_truncated": False}  # set by the global --allow-truncated
+
+
+def _version(value: bool) -> None:
+    if value:
+        from starcast import __version__
+
+        out.print(f"starcast {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option(
+        "-v", "--verbose", help="Log more: every epoch, library messages at INFO.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "-q", "--quiet", help="Only results and errors: no reports, progress or warnings.")
+    ] = False,
+    allow_truncated: Annotated[bool, typer.Option(
+        help="Keep the lines before the break of a truncated .gz (counted in the report).")
+    ] = False,
+) -> None:
+    """Predict star ratings from time-ordered reviews."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    console.quiet = quiet
+    reading["allow_truncated"] = allow_truncated
+    reading["verbose"] = verbose
 
 FormatOpt = Annotated[str | None, typer.Option("--format", help="Input format (default: detect).")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first bad row.")]
@@ -31,7 +66,19 @@ ItemCol = Annotated[str, typer.Option("--item-col", help="CSV/Parquet item colum
 RatingCol = Annotated[str, typer.Option("--rating-col", help="CSV/Parquet rating column.")]
 TsCol = Annotated[str, typer.Option("--ts-col", help="CSV/Parquet timestamp column.")]
 ModelDir = Annotated[Path, typer.Option("--model", help="Model directory from `starcast train`.")]
-History = Annotated[Path | None, typer.Option("--history", help="Events the predictions may use.")]
+History = Annotated[Path | None, typer.Option(
+    "--history", help="The customers' reviews the predictions may read (each query sees those "
+    "with ts up to its own, never its own pair), e.g. train + valid, or everything known. "
+    "Without it a prediction knows only what the model was trained on, which is far worse "
+    "for customers whose reviews came later.")]
+
+
+def _history_or_warn(history: Path | None, fmt: str | None, strict: bool):
+    if history is None:
+        console.print("[yellow]warning:[/] no --history: predictions read only what the model "
+                      "was trained on (see --help)")
+        return None
+    return _read_plain(history, fmt, strict)
 CostsOpt = Annotated[str | None, typer.Option(
     "--costs", help="The balanced reading's costs: per-star weights '1,4,4,2,1' or a matrix "
     "'0,1,2,3,4;1,0,1,2,3;...' (row: star read, column: true star). Default: the model's.")]
@@ -44,14 +91,15 @@ def _costs(text: str | None) -> list | None:
     try:
         rows = [[float(v) for v in row.split(",")] for row in text.split(";")]
     except ValueError as err:
-        raise typer.BadParameter(f"--costs: {err}") from err
+        raise ConfigError(f"--costs: {err}") from None
     return rows[0] if len(rows) == 1 else rows
 
 
 def _read(
     path: Path, fmt: str | None, strict: bool, user: str, item: str, rating: str, ts: str
 ) -> ReadResult:
-    result = read_events(path, format=fmt, strict=strict, columns=ColumnMap(user, item, rating, ts))
+    result = read_events(path, format=fmt, strict=strict, columns=ColumnMap(user, item, rating, ts),
+                         allow_truncated=reading["allow_truncated"])
     _render_report(result.report)
     return result
 
@@ -62,6 +110,9 @@ def _render_report(report: ReadReport, rows: str = "events", key: str = "(user, 
         f"{report.bad_total:,} bad, {report.duplicates_removed:,} duplicate {key} removed, "
         f"{report.kept:,} {rows}"
     )
+    if report.truncated_at is not None:
+        console.print(f"  [yellow]truncated:[/] the file breaks off at byte "
+                      f"{report.truncated_at:,}; the lines before it are kept")
     for reason, count in report.bad.most_common():
         console.print(f"  skipped {count:,}: {reason}")
     for example in report.examples:
@@ -105,6 +156,7 @@ def split(
     """Split reviews in time and write train.csv, valid.csv and test.csv."""
     from starcast.data.splits import split_events
 
+    _check_protocol(protocol)
     events = _read(data, fmt, strict, user_col, item_col, rating_col, ts_col).events
     parts = split_events(events, protocol)
     for name, path in parts.write(out_dir).items():
@@ -122,15 +174,23 @@ def inspect(
     rating_col: RatingCol = "rating",
     ts_col: TsCol = "ts",
 ) -> None:
-    """Events, users, items, rating imbalance, activity, time span and cold-start shares."""
-    from starcast.data.inspect import inspect_events
+    """Events, users, items, rating imbalance, activity, time span and cold-start shares (of
+    an item-metadata file: items and how many have each feature)."""
+    from starcast.data import formats
+    from starcast.data.inspect import inspect_events, inspect_items, summary_lines
 
-    result = _read(data, fmt, strict, user_col, item_col, rating_col, ts_col)
-    facts = inspect_events(result.events, result.report)
+    if formats.resolve_format(data, fmt, formats.EVENT_FORMATS + formats.ITEM_FORMATS) in (
+            formats.ITEM_FORMATS):
+        items = _read_items_result(data, fmt, strict)
+        facts = inspect_items(items.items, items.report)
+    else:
+        result = _read(data, fmt, strict, user_col, item_col, rating_col, ts_col)
+        facts = inspect_events(result.events, result.report)
     if as_json:
         print(json.dumps(facts, indent=2))
         return
-    out.print_json(data=facts)
+    for line in summary_lines(facts):
+        out.print(line, highlight=False)
 
 
 @data_app.command("convert")
@@ -139,6 +199,8 @@ def convert(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for events.parquet.")],
     items: Annotated[Path | None, typer.Option(help="Item metadata to convert too.")] = None,
     chunk_lines: Annotated[int, typer.Option(help="Lines parsed per chunk.")] = 200_000,
+    overwrite: Annotated[bool, typer.Option(
+        help="Write into a non-empty --out (replacing what a conversion writes).")] = False,
     fmt: FormatOpt = None,
     strict: StrictOpt = False,
     user_col: UserCol = "user",
@@ -152,7 +214,8 @@ def convert(
     with console.status(f"converting {data.name}"):
         done = run(data, out_dir, items=items, format=fmt, strict=strict,
                    columns=ColumnMap(user_col, item_col, rating_col, ts_col),
-                   chunk_lines=chunk_lines)
+                   chunk_lines=chunk_lines, overwrite=overwrite,
+                   allow_truncated=reading["allow_truncated"])
     _render_report(done.report)
     out.print(f"{done.report.kept:,} events in {done.chunks} chunks -> {done.events}")
     if done.items:
@@ -177,19 +240,46 @@ def synth(
 
 def _training_progress(progress: Progress):
     task = progress.add_task("training", total=None)
-    state: dict = {"valid": float("nan")}
+    state: dict = {"valid": "valid RMSE -", "last": 0, "refit": False}
 
     def on_update(info: dict) -> None:
+        if info["epoch"] < state["last"]:  # counting from 1 again: the refit on train + valid
+            state["refit"], state["valid"] = True, "refit on train + valid"
+        state["last"] = info["epoch"]
         if info.get("epoch_end"):
-            state["valid"] = info["valid_rmse"]
+            if not state["refit"]:
+                state["valid"] = f"valid RMSE {info['valid_rmse']:.4f}"
+            if reading.get("verbose"):
+                console.log(f"epoch {info['epoch']}: loss {info['loss']:.4f}, {state['valid']}")
         progress.update(
-            task,
-            description=(
-                f"epoch {info['epoch']}  loss {info['loss']:.4f}  valid RMSE {state['valid']:.4f}"
-            ),
-        )
+            task, description=f"epoch {info['epoch']}  loss {info['loss']:.4f}  {state['valid']}")
 
     return on_update
+
+
+def _training_summary(log: dict, model: str, seconds: float) -> str:
+    """One line: the chosen epoch against the untrained network, the refit, the time."""
+    epochs = log.get("epochs") or []
+    valid = {e["epoch"]: e.get("valid_rmse") for e in epochs}
+    best = log.get("best_epoch")
+    parts = [model]
+    if valid.get(0) is not None and best is not None:
+        if best == 0:
+            trained = [v for k, v in valid.items() if k > 0 and v is not None]
+            parts.append(f"kept the untrained network (valid RMSE {valid[0]:.4f}"
+                         + (f"; best trained epoch {min(trained):.4f}" if trained else "")
+                         + ")")
+        else:
+            parts.append(f"kept epoch {best} of {len(epochs) - 1} (valid RMSE "
+                         f"{valid[best]:.4f}; untrained {valid[0]:.4f})")
+    elif epochs:
+        parts.append(f"{len(epochs)} epochs, no valid events to choose by")
+    refit = log.get("refit_epochs") or []
+    if refit:
+        parts.append(f"refit on train + valid: {len(refit)} epochs")
+    if log.get("blend"):
+        parts.append("FM weight " + "/".join(f"{w:.2f}" for w in log["blend"]))
+    return ", ".join(parts) + f"; {seconds:.0f} s"
 
 
 @app.command()
@@ -233,8 +323,11 @@ def train(
         command = dist.torchrun_command(_without_nproc(sys.argv[1:]), nproc)
         raise typer.Exit(subprocess.call(command))
     run = load_config(config) if config else StarcastConfig()
+    # every setting is checked before any data is read
+    forecaster = Forecaster(model, run, seed=seed, epochs=epochs, device=device,
+                            threads=threads, precision=precision)
     with dist.process_group(distributed, device or run.train.device) as cluster:
-        console.quiet = out.quiet = not cluster.main  # one rank speaks
+        console.quiet = out.quiet = console.quiet or not cluster.main  # one rank speaks
         if data is not None:
             parts = _split(data, split_protocol, fmt, strict)
             train_events, valid_events = parts.train, parts.valid
@@ -242,18 +335,19 @@ def train(
             train_events = _read_plain(train_path, fmt, strict)
             valid_events = _read_plain(valid_path, fmt, strict) if valid_path else None
         else:
-            raise typer.BadParameter("give --train (and --valid) or --data with --split")
+            raise ConfigError("give --train (and --valid) or --data with --split")
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=console,
         ) as progress:
-            forecaster = Forecaster(
-                model, run, seed=seed, epochs=epochs, device=device, threads=threads,
-                precision=precision, progress=_training_progress(progress),
-            )
+            forecaster.progress = _training_progress(progress)
+            started = time.perf_counter()
             forecaster.fit(train_events, valid_events, _read_items(items, strict))
         if cluster.main:  # every rank holds the same weights; one writes them
             forecaster.save(out_dir)
+    summary = _training_summary(forecaster.training_log, forecaster.config.model,
+                                time.perf_counter() - started)
+    console.print(summary, highlight=False, soft_wrap=True)
     out.print(f"{forecaster.config.model} model -> {out_dir}")
 
 
@@ -291,7 +385,7 @@ def predict(
 
     forecaster = Forecaster.load(model)
     reading = StarCosts.parse(_costs(costs), forecaster.scale.stars, "--costs") if costs else None
-    events = _read_plain(history, fmt, strict) if history else None
+    events = _history_or_warn(history, fmt, strict)
     predictions = forecaster.predict(events, read_queries(queries), reading)
     predictions.write_csv(out_path)
     out.print(f"{predictions.height:,} predictions -> {out_path}")
@@ -330,9 +424,9 @@ def evaluate(
         test, events = parts.test, _history(parts, offline)
     elif queries is not None:
         test = _read_plain(queries, fmt, strict)
-        events = _read_plain(history, fmt, strict) if history else None
+        events = _history_or_warn(history, fmt, strict)
     else:
-        raise typer.BadParameter("give --queries (and --history) or --data with --split")
+        raise ConfigError("give --queries (and --history) or --data with --split")
     with console.status("evaluating"):
         evaluation = run(forecaster, events, test, costs=reading)
         paths = write_report(evaluation, report)
@@ -365,9 +459,13 @@ def benchmark(
 ) -> None:
     """Fit several models on one split and compare them on the same test rows."""
     from starcast.evaluation.benchmark import run_benchmark, write_benchmark
+    from starcast.forecaster import MODELS
 
-    parts = _split(data, split_protocol, fmt, strict)
     names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODELS]
+    if unknown or not names:
+        raise ConfigError(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
+    parts = _split(data, split_protocol, fmt, strict)
     with console.status(f"fitting {', '.join(names)}"):
         rows = run_benchmark(parts, names, _history(parts, offline), seed, peers)
     about = {"data": str(data), "split": split_protocol, "seed": seed,
@@ -485,9 +583,18 @@ def state_init(
     out.print(f"{n:,} events -> {state}")
 
 
+def _check_protocol(protocol: str) -> None:
+    from starcast.data.splits import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--split/--protocol {protocol!r}: choose one of "
+                          f"{', '.join(PROTOCOLS)}")
+
+
 def _split(data: Path, protocol: str, fmt: str | None, strict: bool):
     from starcast.data.splits import split_events
 
+    _check_protocol(protocol)  # (before the data is read)
     return split_events(_read_plain(data, fmt, strict), protocol)
 
 
@@ -504,13 +611,16 @@ def _read_plain(path: Path, fmt: str | None, strict: bool):
 
 
 def _read_items(path: Path | None, strict: bool):
-    if path is None:
-        return None
+    return None if path is None else _read_items_result(path, None, strict).items
+
+
+def _read_items_result(path: Path, fmt: str | None, strict: bool):
     from starcast.data.readers import read_items
 
-    result = read_items(path, strict=strict)
+    result = read_items(path, format=fmt, strict=strict,
+                        allow_truncated=reading["allow_truncated"])
     _render_report(result.report, rows="items", key="item")
-    return result.items
+    return result
 
 
 def main() -> None:
@@ -518,5 +628,5 @@ def main() -> None:
     try:
         app()
     except StarcastError as err:
-        console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
         raise SystemExit(2) from None

@@ -14,6 +14,35 @@ from typing import Any, get_type_hints
 
 from starcast.errors import ConfigError
 
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+HEADS = ("regression", "ordinal")
+
+
+def _at_least(config: Any, prefix: str, low: float, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < low:
+            raise ConfigError(f"{prefix}.{name} must be at least {low:g}, got {value!r}")
+
+
+def _positive(config: Any, prefix: str, *names: str) -> None:
+    for name in names:
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{prefix}.{name} must be positive, got {getattr(config, name)!r}")
+
+
+def _share(config: Any, prefix: str, *names: str) -> None:
+    for name in names:
+        if not 0 <= getattr(config, name) < 1:
+            raise ConfigError(f"{prefix}.{name} must be in [0, 1), got {getattr(config, name)!r}")
+
+
+def _one_of(config: Any, prefix: str, name: str, allowed: tuple[str, ...]) -> None:
+    if getattr(config, name) not in allowed:
+        raise ConfigError(f"{prefix}.{name} must be one of {', '.join(allowed)}, "
+                          f"got {getattr(config, name)!r}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -24,6 +53,12 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # torch threads per process; more is often slower on a shared machine
     precision: str = "auto"  # auto | fp32 | bf16: autocast while training (auto: bf16 on CUDA)
+
+    def __post_init__(self) -> None:
+        _one_of(self, "train", "device", DEVICES)
+        _one_of(self, "train", "precision", PRECISIONS)
+        _at_least(self, "train", 0, "epochs")
+        _at_least(self, "train", 1, "threads")
 
     def epochs_or(self, model_default: int) -> int:
         """The run's epoch override when set, else the model's own epoch count."""
@@ -36,6 +71,10 @@ class BiasConfig:
     reg_item: float = 10.0
     iterations: int = 10
     fold_in: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least(self, "bias", 0, "reg_user", "reg_item")
+        _at_least(self, "bias", 1, "iterations")
 
 
 @dataclass(frozen=True)
@@ -51,6 +90,11 @@ class MFConfig:
     fold_in: bool = True  # user bias re-estimated from the history given at predict time
     fold_in_reg: float = 5.0  # pseudo-events shrinking that estimate toward the trained bias
 
+    def __post_init__(self) -> None:
+        _at_least(self, "mf", 1, "factors", "batch_size", "patience")
+        _at_least(self, "mf", 0, "epochs", "reg", "fold_in_reg")
+        _positive(self, "mf", "lr")
+
 
 @dataclass(frozen=True)
 class SeedConfig:
@@ -63,6 +107,11 @@ class SeedConfig:
     batch_size: int = 32
     epochs: int = 100
     patience: int = 20
+
+    def __post_init__(self) -> None:
+        _at_least(self, "seed_model", 1, "window", "hidden", "layers", "batch_size", "patience")
+        _at_least(self, "seed_model", 0, "epochs")
+        _positive(self, "seed_model", "lr")
 
 
 @dataclass(frozen=True)
@@ -123,6 +172,17 @@ class LSTMConfig:
     # untrained bias-and-fold-in model to be kept; 0 keeps whichever valid RMSE is lower
     significance: float = 3.0
     refit: bool = True  # after early stopping, train again on train + valid for the best epochs
+
+    def __post_init__(self) -> None:
+        _one_of(self, "lstm", "head", HEADS)
+        _share(self, "lstm", "dropout", "item_dropout")
+        _at_least(self, "lstm", 1, "hidden", "item_dim", "mlp", "min_count", "max_len",
+                  "item_hidden", "batch_size", "patience")
+        _at_least(self, "lstm", 0, "class_weight", "item_window", "l2_item", "weight_decay",
+                  "epochs", "significance")
+        _positive(self, "lstm", "lr", "lr_embedding", "reg_item")
+        if self.user_shrinkage is not None:
+            _positive(self, "lstm", "user_shrinkage")
 
 
 @dataclass(frozen=True)

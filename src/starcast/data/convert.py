@@ -19,6 +19,7 @@ import polars as pl
 from starcast.data.readers import DEFAULT_CHUNK_LINES, ColumnMap, iter_event_chunks, read_items
 from starcast.data.report import ReadReport
 from starcast.data.schema import EVENT_COLUMNS, EVENT_SCHEMA, ITEM, LINE, TS, USER
+from starcast.errors import DataError
 
 EVENTS, ITEMS, REPORT = "events.parquet", "items.parquet", "report.json"
 GROUP_EVENTS = 2_000_000  # de-duplicated at once: about 0.8 GB at the peak (benchmarks/scale)
@@ -42,16 +43,25 @@ def convert(
     columns: ColumnMap | None = None,
     chunk_lines: int = DEFAULT_CHUNK_LINES,
     group_events: int = GROUP_EVENTS,
+    overwrite: bool = False,
+    allow_truncated: bool = False,
 ) -> Converted:
     """Write `out_dir/events.parquet` (+ `items.parquet` from `items`) and `report.json`.
 
-    `group_events`: about how many events are de-duplicated at once (the step's memory).
+    `out_dir` must be missing or empty unless `overwrite` (then what a conversion writes is
+    replaced; nothing else there is touched). `group_events`: about how many events are
+    de-duplicated at once (the step's memory).
     """
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError("not a directory", file=str(out))
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError("the output folder is not empty; choose another or pass --overwrite",
+                        file=str(out))
     staging = out / "_staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    report = ReadReport(source=str(raw), format="")
+    report = ReadReport(source=str(raw), format="", allow_truncated=allow_truncated)
     chunks = 0
     for chunk in iter_event_chunks(raw, format=format, strict=strict, columns=columns,
                                    chunk_lines=chunk_lines, report=report):
@@ -65,7 +75,8 @@ def convert(
     items_path = None
     if items is not None:
         items_path = out / ITEMS
-        read_items(items, strict=strict).items.write_parquet(items_path)
+        read_items(items, strict=strict, allow_truncated=allow_truncated).items.write_parquet(
+            items_path)
     (out / REPORT).write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return Converted(events, items_path, report, chunks)
 

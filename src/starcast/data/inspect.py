@@ -68,3 +68,34 @@ def cold_shares(events: pl.DataFrame, protocol: str) -> dict[str, float]:
         "item": float(item_cold.mean()),
         "both": float((user_cold & item_cold).mean()),
     }
+
+
+def inspect_items(items: pl.DataFrame, report: ReadReport | None = None) -> dict:
+    """What `starcast data inspect` shows of an item-metadata file."""
+    present = {c: float(items[c].is_not_null().mean()) if items.height else 0.0
+               for c in items.columns if c != ITEM}
+    return {"source": report.to_dict() if report else None, "items": items.height,
+            "share_with": present}
+
+
+def summary_lines(facts: dict) -> list[str]:
+    """The facts of `inspect_events` or `inspect_items` as a few readable lines."""
+    if "events" not in facts:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in facts["share_with"].items())
+        return [f"{facts['items']:,} items; with {shares}"]
+    ratings, span = facts["ratings"], facts["time_span"]
+    stars = "  ".join(f"{float(k):g}: {v:.1%}" for k, v in ratings["shares"].items())
+    per_user, per_item = facts["events_per_user"], facts["events_per_item"]
+    lines = [
+        f"{facts['events']:,} events, {facts['users']:,} users, {facts['items']:,} items, "
+        f"{span['first']} to {span['last']} ({span['days']:,.0f} days)",
+        f"ratings: mean {ratings['mean']:.3f}; {stars} "
+        f"(most common / least common: {ratings['imbalance_ratio']:.1f}x)",
+        f"events per user: median {per_user['q50']:g}, 90% {per_user['q90']:g}, "
+        f"max {per_user['q100']:g}; per item: median {per_item['q50']:g}, "
+        f"90% {per_item['q90']:g}, max {per_item['q100']:g}",
+    ]
+    for protocol, cold in facts["cold_start"].items():
+        lines.append(f"split {protocol}: {cold['test_events']:,} test events; new user "
+                     f"{cold['user']:.1%}, new item {cold['item']:.1%}, both {cold['both']:.1%}")
+    return lines

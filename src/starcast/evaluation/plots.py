@@ -109,6 +109,9 @@ def training_curves(log: dict[str, Any]) -> Figure:
                   marker="^", label="valid RMSE")
         twin.set_ylabel("valid RMSE")
         twin.legend(loc="upper right")
+    best = log.get("best_epoch")
+    if best is not None and best >= 0 and log.get("epochs"):
+        ax.axvline(best, color="grey", linestyle=":", label=f"chosen: epoch {best}")
     ax.set(xlabel="epoch", ylabel="training loss", title="Training curves")
     ax.legend(loc="upper left")
     return _tight(fig)

@@ -7,11 +7,8 @@ import random
 import numpy as np
 import torch
 
-from starcast.config import TrainConfig
+from starcast.config import DEVICES, PRECISIONS, TrainConfig
 from starcast.errors import ConfigError
-
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def select_device(name: str = "auto") -> torch.device:
