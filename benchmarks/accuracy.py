@@ -69,7 +69,7 @@ VARIANTS = {  # label -> run configuration
     "lstm-untrained": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, epochs=0)),
 }
 PEERS = peers.BAYESIAN_FM
-COMPARED = ("lstm-no-fm", "lstm-no-recurrent", "lstm-untrained", *PEERS)
+COMPARED = ("bias", "lstm-no-fm", "lstm-no-recurrent", "lstm-untrained", *PEERS)
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "accuracy-runs"
 
@@ -196,6 +196,12 @@ def _comparisons(key: tuple, runs: dict) -> list[dict]:
                      for m, t in zip(mine, theirs, strict=True)]
             entry[f"{history}_diff"] = float(np.mean(diffs))
             entry[f"{history}_ci95"] = paired_bootstrap_interval(truth, mine, theirs)
+        if all("offline_balanced" in r[s] for r in (base, other) for s in seeds):
+            mine, theirs = (np.stack([r[s]["offline_balanced"] for s in seeds])
+                            for r in (base, other))
+            entry["balanced_diff"] = float(np.mean([macro_mae(truth, m) - macro_mae(truth, t)
+                                                    for m, t in zip(mine, theirs, strict=True)]))
+            entry["balanced_ci95"] = paired_bootstrap_interval(truth, mine, theirs, macro_mae)
         out.append(entry)
     return out
 
@@ -217,16 +223,17 @@ def markdown(rows: list[dict], comparisons: list[dict]) -> str:
             f"{r['offline_rps']:.4f} ({r['shares_rps']:.4f}) | {r['valid_rmse']:.4f} | "
             f"{r['best_epochs']} | {r['fit_seconds']:.1f} |")
     lines += [
-        "", "lstm minus the model named, test RMSE, mean over seeds, paired bootstrap 95% "
-        "interval (negative: lstm is better):", "",
-        "| data | protocol | against | seeds | offline diff [95%] | online diff [95%] |",
-        "|---|---|---|---|---:|---:|",
+        "", "lstm minus the model named, test RMSE (and the balanced reading's macro-MAE), mean "
+        "over seeds, paired bootstrap 95% interval (negative: lstm is better):", "",
+        "| data | protocol | against | seeds | offline diff [95%] | online diff [95%] "
+        "| balanced macro-MAE diff [95%] |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
     for c in comparisons:
         cells = [f"{c[f'{h}_diff']:+.4f} [{c[f'{h}_ci95'][0]:+.4f}, {c[f'{h}_ci95'][1]:+.4f}]"
-                 for h in ("offline", "online")]
+                 if f"{h}_diff" in c else "" for h in ("offline", "online", "balanced")]
         lines.append(f"| {c['data'].split('.')[0]} | {c['protocol']} | {c['against']} | "
-                     f"{c['seeds']} | {cells[0]} | {cells[1]} |")
+                     f"{c['seeds']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 

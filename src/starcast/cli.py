@@ -110,6 +110,12 @@ def _render_report(report: ReadReport, rows: str = "events", key: str = "(user, 
         f"{report.bad_total:,} bad, {report.duplicates_removed:,} duplicate {key} removed, "
         f"{report.kept:,} {rows}"
     )
+    if report.blank_lines:
+        console.print(f"  {report.blank_lines:,} of the lines read are blank")
+    for note, count in report.notes.most_common():
+        console.print(f"  {count:,} rows: {note}")
+    if report.ts_unit not in (None, "seconds"):
+        console.print(f"  ts in {report.ts_unit}: converted to seconds")
     if report.truncated_at is not None:
         console.print(f"  [yellow]truncated:[/] the file breaks off at byte "
                       f"{report.truncated_at:,}; the lines before it are kept")

@@ -4,9 +4,11 @@ import gzip
 import json
 
 import polars as pl
+import pytest
 
 from starcast import read_events
 from starcast.data.convert import convert
+from starcast.errors import DataError
 
 
 def test_a_real_dump_becomes_the_same_events_in_parquet(tmp_path, data_dir) -> None:
@@ -53,3 +55,17 @@ def test_users_de_duplicated_in_groups_merge_into_the_same_events(tmp_path, data
     expected = read_events(raw).events.sort(["ts", "user", "item"])
     assert parquet.sort(["ts", "user", "item"]).equals(expected.select(parquet.columns))
     assert not (tmp_path / "out" / "_staging").exists()
+
+
+def test_a_non_empty_output_folder_is_refused_without_overwrite(tmp_path) -> None:
+    raw = tmp_path / "r.json"
+    raw.write_text(json.dumps({"reviewerID": "u", "asin": "i", "overall": 5,
+                               "unixReviewTime": 10}) + "\n")
+    out = tmp_path / "out"
+    (out / "_staging").mkdir(parents=True)
+    keep = out / "_staging" / "mine.txt"
+    keep.write_text("not yours")
+    with pytest.raises(DataError, match="not empty"):
+        convert(raw, out)
+    assert keep.read_text() == "not yours"
+    assert convert(raw, out, overwrite=True).report.kept == 1

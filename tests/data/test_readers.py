@@ -53,7 +53,7 @@ def rows(frame: pl.DataFrame) -> list[tuple]:
 
 
 def assert_balanced(report: ReadReport) -> None:
-    assert report.lines_read == report.rows + report.bad_total
+    assert report.lines_read == report.rows + report.bad_total + report.blank_lines
 
 
 # ---- real data ------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_parquet_datetime_and_column_map(tmp_path: Path) -> None:
 
 BAD_JSON_LINES = [
     review("u1", "i1", 5, 100),  # 1 good
-    "",  # 2 blank: ignored, not counted
+    "",  # 2 blank: counted as read, neither kept nor bad
     '{"reviewerID": "u2", "asin": "i2", "overall": 5',  # 3 truncated
     json.dumps({"asin": "i3", "overall": 5, "unixReviewTime": 1}),  # 4 no user
     review("u4", "i4", "x", 100),  # 5 rating not a number
@@ -301,7 +301,7 @@ def test_bad_json_lines_are_counted_with_line_numbers(tmp_path: Path, chunk_line
     result = read_events(path, format="amazon-2014", chunk_lines=chunk_lines)
     report = result.report
     assert rows(result.events) == [("u1", "i1", 5.0, 100), ("u9", "i9", 1.0, 1500000000)]
-    assert report.lines_read == 13 and report.rows == 2
+    assert report.lines_read == 15 and report.blank_lines == 2 and report.rows == 2
     assert_balanced(report)
     assert report.bad == {
         MALFORMED: 2,
@@ -360,7 +360,7 @@ def test_bad_delimited_lines(tmp_path: Path) -> None:
     )
     result = read_events(write(tmp_path, "u.data", text), format="movielens-data", chunk_lines=4)
     assert rows(result.events) == [("1", "2", 3.0, 100), ("3", "9", 4.0, 1)]
-    assert result.report.lines_read == 10
+    assert result.report.lines_read == 11 and result.report.blank_lines == 1
     assert_balanced(result.report)
     found = [(e.line, e.reason, e.field) for e in result.report.examples]
     assert found == [
@@ -383,7 +383,7 @@ def test_bad_csv_lines_count_the_header(tmp_path: Path) -> None:
     text = "user,item,rating,ts\nu1,i1,5,1\nu2,i2\n\nu3,i3,5,-1\n"
     report = read_events(write(tmp_path, "e.csv", text)).report
     assert [(e.line, e.reason) for e in report.examples] == [(3, MALFORMED), (5, BAD_TIMESTAMP)]
-    assert report.lines_read == 3  # header and blank line excluded
+    assert report.lines_read == 4 and report.blank_lines == 1  # the header is not data
 
 
 def test_fast_and_slow_json_paths_agree(tmp_path: Path) -> None:
@@ -565,7 +565,8 @@ def test_kind_mismatch(tmp_path: Path) -> None:
 def test_empty_and_blank_files(tmp_path: Path) -> None:
     for name, fmt in [("e.json", "amazon-2014"), ("e.csv", "csv"), ("e.inter", "recbole")]:
         result = read_events(write(tmp_path, name, "\n\n"), format=fmt, text=True)
-        assert result.events.height == 0 and result.report.lines_read == 0
+        assert result.events.height == 0 and result.report.rows == 0
+        assert result.report.lines_read == result.report.blank_lines == 2
         assert result.events.columns == ["user", "item", "rating", "ts", "text", "summary"]
     assert read_items(write(tmp_path, "m.json", ""), format="amazon-meta-2018").items.height == 0
 
@@ -621,10 +622,11 @@ def render_tsv(record: tuple, how: str, data: st.DataObject) -> str:
 def test_every_line_is_read_or_counted(
     tmp_path: Path, fmt: str, render, data: st.DataObject, records: list, chunk_lines: int
 ) -> None:
-    text_lines, expected, expected_lines = [], [], []
+    text_lines, expected, expected_lines, blank = [], [], [], 0
     for record in records:
         if data.draw(st.booleans()):
-            text_lines.append("")  # blank lines are neither read nor counted
+            text_lines.append("")  # blank lines are read and counted, neither kept nor bad
+            blank += 1
         how = data.draw(st.sampled_from(CORRUPTIONS))
         text_lines.append(render(record, how, data))
         if how == "none":
@@ -634,7 +636,7 @@ def test_every_line_is_read_or_counted(
     path = write(tmp_path, f"prop-{fmt}", "\n".join(text_lines) + "\n", gz)
     result = read_events(path, format=fmt, dedupe=False, chunk_lines=chunk_lines)
     report = result.report
-    assert report.lines_read == len(records)
+    assert report.lines_read == len(records) + blank and report.blank_lines == blank
     assert report.rows == len(expected) == result.events.height
     assert_balanced(report)
     assert rows(result.events) == expected
@@ -737,3 +739,65 @@ def test_fast_path_matches_line_by_line(
     assert fast.events.equals(slow.events)
     assert fast.report.to_dict() == slow.report.to_dict()
     assert_balanced(fast.report)
+
+
+# ---- what a new user hits: missing paths, truncated files, other units, dates as text ---
+
+
+@pytest.mark.parametrize("reader", [read_events, read_items])
+def test_a_path_that_is_not_there_is_one_clear_error(tmp_path: Path, reader) -> None:
+    with pytest.raises(DataError, match="nope.json.gz: no such file"):
+        reader(tmp_path / "nope.json.gz")
+    with pytest.raises(DataError, match="a directory"):
+        reader(tmp_path)
+
+
+def truncated(tmp_path: Path, lines: int = 400) -> Path:
+    text = "\n".join(review(f"u{k}", f"i{k % 7}", 1 + k % 5, 1000 + k) for k in range(lines))
+    whole = write(tmp_path, "whole.json", text + "\n", gz=True).read_bytes()
+    path = tmp_path / "cut.json.gz"
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    return path
+
+
+def test_a_truncated_gzip_names_the_file_and_byte_or_keeps_what_came_before(tmp_path) -> None:
+    path = truncated(tmp_path)
+    with pytest.raises(DataError, match=r"cut.json.gz: the gzip stream breaks off at byte"):
+        read_events(path)
+    result = read_events(path, allow_truncated=True)
+    report = result.report
+    assert report.truncated_at is not None and 0 < result.events.height < 400
+    assert_balanced(report)  # the cut last line, if any, is counted as bad
+    users = result.events["user"].to_list()
+    assert users == [f"u{k}" for k in range(len(users))]  # every line before the break
+
+
+def test_millisecond_timestamps_are_found_per_file_and_converted(tmp_path: Path) -> None:
+    ms = "user,item,rating,ts\n" + "".join(f"u{k},i{k},4,{1_500_000_000_000 + k * 1000}\n"
+                                           for k in range(5))
+    result = read_events(write(tmp_path, "ms.csv", ms))
+    assert result.report.ts_unit == "milliseconds"
+    assert result.events["ts"].to_list() == [1_500_000_000 + k for k in range(5)]
+    seconds = "user,item,rating,ts\n" + "".join(f"u{k},i{k},4,{1_500_000_000 + k}\n"
+                                                for k in range(5))
+    plain = read_events(write(tmp_path, "s.csv", seconds))
+    assert plain.report.ts_unit == "seconds" and plain.events.equals(result.events)
+
+
+def test_a_far_future_timestamp_among_seconds_is_counted_not_kept(tmp_path: Path) -> None:
+    text = "user,item,rating,ts\nu1,i1,4,100\nu2,i2,4,200\nu3,i3,4,300\nu4,i4,5,4102444800000\n"
+    result = read_events(write(tmp_path, "e.csv", text))
+    assert result.events.height == 3
+    assert [(e.line, e.field) for e in result.report.examples] == [(5, "ts")]
+    assert_balanced(result.report)
+
+
+def test_a_review_without_unix_time_takes_its_date_text_and_says_so(tmp_path: Path) -> None:
+    lines = [json.dumps({"reviewerID": "u1", "asin": "i1", "overall": 4,
+                         "reviewTime": "09 1, 2016"}),
+             review("u2", "i1", 5, 1_400_000_000),
+             json.dumps({"reviewerID": "u3", "asin": "i2", "overall": 3})]
+    result = read_events(write(tmp_path, "r.json", "\n".join(lines)), format="amazon-2014")
+    assert rows(result.events)[0] == ("u1", "i1", 4.0, 1_472_688_000)  # 2016-09-01 UTC
+    assert sum(result.report.notes.values()) == 1
+    assert result.report.bad == {BAD_TIMESTAMP: 1}

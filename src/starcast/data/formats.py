@@ -152,6 +152,9 @@ def iter_lines(
                 number += 1
                 if line.strip():
                     yield number, line.rstrip(b"\r")
+                elif report is not None:  # every input line is read or counted
+                    report.blank_lines += 1
+                    report.lines_read += 1
             rest = f.read(block_bytes)
         if tail.strip():
             yield number + 1, tail.rstrip(b"\r")

@@ -13,6 +13,7 @@ import ast
 import io
 import json
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,6 +58,7 @@ class JsonEvents:
     text: str
     summary: str
     ts_per_second: int = 1  # 1000 where the dump stores milliseconds
+    ts_text: str | None = None  # a date as text ("MM DD, YYYY") read where `ts` is missing
 
     @property
     def names(self) -> FieldNames:
@@ -66,14 +68,18 @@ class JsonEvents:
         schema: Schema = {self.user: pl.String()}
         schema.update({name: pl.String() for name in self.items})
         schema.update({self.rating: pl.Float64(), self.ts: pl.Int64()})
+        if self.ts_text:
+            schema[self.ts_text] = pl.String()
         if text:
             schema.update({self.text: pl.String(), self.summary: pl.String()})
         return schema
 
 
 AMAZON_REVIEWS = JsonEvents(
-    "reviewerID", ("asin",), "overall", "unixReviewTime", "reviewText", "summary"
+    "reviewerID", ("asin",), "overall", "unixReviewTime", "reviewText", "summary",
+    ts_text="reviewTime",
 )
+TS_FROM_TEXT = "ts read from the date text (no unix time)"
 EVENT_SPECS: dict[str, JsonEvents] = {
     fm.AMAZON_2014: AMAZON_REVIEWS,
     fm.AMAZON_2018: AMAZON_REVIEWS,
@@ -89,11 +95,18 @@ def parse_event_chunk(
     """Usable events and issues for one chunk of JSON lines."""
     raw, issues = parse_raw(lines, spec.schema(text), _json_loads, fast=True)
     item = pl.coalesce([pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)) for c in spec.items])
+    ts = pl.col(spec.ts) // spec.ts_per_second
+    from_text = pl.lit(False)
+    if spec.ts_text:  # "09 1, 2016" at midnight UTC, where the unix time is missing
+        date = (pl.col(spec.ts_text).str.strptime(pl.Date, "%m %d, %Y", strict=False)
+                .cast(pl.Datetime("ms")).dt.epoch("s"))
+        from_text = pl.col(spec.ts).is_null() & ~pl.col(_bad(spec.ts)) & date.is_not_null()
+        ts = pl.when(from_text).then(date).otherwise(ts)
     columns = [
         pl.col(spec.user).alias(USER),
         item.alias(ITEM),
         pl.col(spec.rating).alias(RATING),
-        (pl.col(spec.ts) // spec.ts_per_second).alias(TS),
+        ts.alias(TS),
         pl.col(_bad(spec.rating)).alias(RATING_BAD),
         pl.col(_bad(spec.ts)).alias(TS_BAD),
         pl.col(LINE),
@@ -101,8 +114,10 @@ def parse_event_chunk(
     if text:
         columns += [pl.col(spec.text).alias("text"), pl.col(spec.summary).alias("summary")]
     extra = ("text", "summary") if text else ()
+    fallback = int(raw.select(from_text.sum()).item()) if spec.ts_text and raw.height else 0
     checked = validate_events(raw.select(columns), spec.names, scale, extra)
-    return Parsed(checked.frame, issues + checked.issues, len(lines))
+    notes = Counter({TS_FROM_TEXT: fallback} if fallback else {})
+    return Parsed(checked.frame, issues + checked.issues, len(lines), notes)
 
 
 # ---- metadata -------------------------------------------------------------------------

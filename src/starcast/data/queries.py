@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from starcast.data.frames import TS_LIMIT, UNITS, time_unit
 from starcast.data.schema import ITEM, QUERY_COLUMNS, TS, USER
 from starcast.errors import DataError
 
@@ -31,6 +32,13 @@ def read_queries(path: str | Path) -> pl.DataFrame:
         _reject(queries, path, pl.col(column).is_null(), column, "empty id")
     _reject(queries, path, pl.col("_ts").is_null() | pl.col("_ts").is_nan(), TS,
             "not a number")
+    unit = time_unit(queries["_ts"])[1]
+    if unit != "seconds":  # (event files are converted; a query must be exact or refused)
+        raise DataError(f"ts looks like {unit} (median {queries['_ts'].median():.0f}); "
+                        "give unix seconds (divide by "
+                        f"{dict((n, d) for d, n in UNITS)[unit]:,})", file=str(path), field=TS)
+    _reject(queries, path, (pl.col("_ts") < 0) | (pl.col("_ts") >= TS_LIMIT), TS,
+            "outside unix seconds [0, 2^34)")
     return queries.select(USER, ITEM, pl.col("_ts").cast(pl.Int64).alias(TS))
 
 

@@ -20,6 +20,7 @@ import polars as pl
 from starcast.data import formats as fm
 from starcast.data import jsonl, tabular
 from starcast.data.formats import EVENT_FORMATS, ITEM_FORMATS, detect_format
+from starcast.data.frames import TS_LIMIT, UNITS, time_unit
 from starcast.data.report import ReadReport
 from starcast.data.schema import (
     EVENT_SCHEMA,
@@ -27,6 +28,7 @@ from starcast.data.schema import (
     ITEM_SCHEMA,
     LINE,
     TEXT_COLUMNS,
+    TS,
     RatingScale,
     dedupe_events,
 )
@@ -176,8 +178,26 @@ def _check_chunk_lines(chunk_lines: int) -> None:
 def _accounted(parsed: Iterator[Parsed], report: ReadReport) -> Iterator[pl.DataFrame]:
     for chunk in parsed:
         frame = account(report, chunk)
+        if TS in frame.columns:
+            frame = _in_seconds(frame, report)
         if frame.height:
             yield frame
+
+
+def _in_seconds(frame: pl.DataFrame, report: ReadReport) -> pl.DataFrame:
+    """The file's ts in seconds: its unit is judged once, on its first rows (a file in
+    milliseconds is converted, and the report says so); a row whose ts then lies outside
+    [0, 2^34) is counted as bad, never mixed in."""
+    if report.ts_unit is None and frame.height:
+        report.ts_unit = time_unit(frame[TS])[1]
+    divisor = next((d for d, name in UNITS if name == report.ts_unit), 1)
+    if divisor > 1:
+        frame = frame.with_columns(pl.col(TS) // divisor)
+    outside = (pl.col(TS) < 0) | (pl.col(TS) >= TS_LIMIT)
+    for line in frame.filter(outside)[LINE].to_list():
+        report.skip(int(line), f"ts beyond the year 2514 in {report.ts_unit}", TS)
+        report.rows -= 1
+    return frame.filter(~outside)
 
 
 def _empty_events(text: bool) -> pl.DataFrame:

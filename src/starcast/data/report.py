@@ -30,8 +30,8 @@ class BadRow:
 class ReadReport:
     """Accounting for one read: every input line is either kept or counted as bad.
 
-    `lines_read` counts data lines (not headers or blank lines); `rows` counts rows
-    returned before de-duplication; `duplicates_removed` those dropped by it.
+    `lines_read` counts data lines and blank lines (`blank_lines`; not headers); `rows`
+    counts rows returned before de-duplication; `duplicates_removed` those dropped by it.
     """
 
     source: str
@@ -44,6 +44,9 @@ class ReadReport:
     strict: bool = False
     allow_truncated: bool = False  # a compressed file that breaks off: keep what came before
     truncated_at: int | None = None  # the compressed byte where it broke off, if it did
+    ts_unit: str | None = None  # the unit the file's ts were found in (converted to seconds)
+    blank_lines: int = 0  # counted in lines_read, neither kept nor bad
+    notes: Counter[str] = field(default_factory=Counter)  # rows kept by a fallback, by which
 
     @property
     def bad_total(self) -> int:
@@ -64,6 +67,7 @@ class ReadReport:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["bad"] = dict(self.bad)
+        out["notes"] = dict(self.notes)
         out["bad_total"] = self.bad_total
         out["kept"] = self.kept
         del out["strict"], out["allow_truncated"]

@@ -97,9 +97,12 @@ def csv_records(path: str | Path, report: ReadReport | None = None) -> Iterator[
             except csv.Error:  # e.g. a field beyond csv.field_size_limit
                 row = None
             start, end = end + 1, reader.line_num
-            # A blank line reads as [] (or [""] for whitespace): not a record.
+            # A blank line reads as [] (or [""] for whitespace): not a record, but counted.
             if row is None or len(row) > 1 or (row and row[0].strip()):
                 yield start, row
+            elif report is not None:
+                report.blank_lines += 1
+                report.lines_read += 1
 
 
 def split_header(raw: bytes, separator: str) -> list[str]:

@@ -7,6 +7,7 @@ or the per-line path parsed it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -41,11 +42,13 @@ class Issue(NamedTuple):
 
 
 class Parsed(NamedTuple):
-    """A parsed chunk: the usable rows, the unusable lines, and how many data lines it had."""
+    """A parsed chunk: the usable rows, the unusable lines, how many data lines it had, and
+    notes (counts of rows read in a fallback way, by what was done)."""
 
     frame: pl.DataFrame
     issues: list[Issue]
     lines: int
+    notes: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def account(report: ReadReport, parsed: Parsed) -> pl.DataFrame:
         report.skip(issue.line, issue.reason, issue.field)
     report.lines_read += parsed.lines
     report.rows += parsed.frame.height
+    report.notes.update(parsed.notes)
     # Every data line is either returned or counted: a mismatch is a bug in a parser.
     assert parsed.lines == parsed.frame.height + len(parsed.issues), "reader lost lines"
     return parsed.frame

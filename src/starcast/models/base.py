@@ -15,7 +15,16 @@ import polars as pl
 import torch
 
 from starcast.config import TrainConfig
-from starcast.data.schema import ITEM, QUERY_COLUMNS, RATING, USER, RatingScale, empty_events
+from starcast.data.frames import as_table
+from starcast.data.schema import (
+    EVENT_COLUMNS,
+    ITEM,
+    QUERY_COLUMNS,
+    RATING,
+    USER,
+    RatingScale,
+    empty_events,
+)
 from starcast.errors import ConfigError, NotFittedError
 from starcast.features.history import visible_counts, visible_sums
 from starcast.features.vocab import COLD, Vocabulary
@@ -60,6 +69,8 @@ class RatingModel(ABC):
         `items` holds item side features (ITEM_SCHEMA); models without a use for them ignore
         them.
         """
+        train = as_table(train, EVENT_COLUMNS, "train")
+        valid = None if valid is None else as_table(valid, EVENT_COLUMNS, "valid")
         world = Cluster.current().world
         if world > 1 and not self.data_parallel:
             raise ConfigError(
@@ -109,8 +120,9 @@ class RatingModel(ABC):
         least expected cost: `costs`, else the model's inverse-share costs), cold, p1..pK.
         """
         self._check_fitted()
-        queries = queries.select(QUERY_COLUMNS)
-        history = empty_events() if history is None else history
+        queries = as_table(queries, QUERY_COLUMNS, "queries")
+        history = empty_events() if history is None else as_table(history, EVENT_COLUMNS,
+                                                                  "history")
         estimate = self._estimate(history, queries)
         mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
         parts = self.coldness(history, queries)
