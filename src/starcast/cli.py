@@ -434,7 +434,11 @@ def evaluate(
     else:
         raise ConfigError("give --queries (and --history) or --data with --split")
     with console.status("evaluating"):
-        evaluation = run(forecaster, events, test, costs=reading)
+        about = {"model directory": str(model),
+                 "data": str(data if data is not None else queries),
+                 "history": ("train + valid" if offline else "all events") if data is not None
+                 else str(history) if history else "none"}
+        evaluation = run(forecaster, events, test, costs=reading, about=about)
         paths = write_report(evaluation, report)
     table = Table(title=f"{evaluation.metrics['model']} on {test.height:,} events")
     table.add_column("metric", justify="left")

@@ -1,5 +1,6 @@
 """The report: files exist and open, the HTML shows metrics.json's numbers, a browser renders it."""
 
+import html
 import json
 import shutil
 import subprocess
@@ -13,7 +14,8 @@ from starcast.config import LSTMConfig, StarcastConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.evaluation.evaluate import evaluate
-from starcast.evaluation.report import fmt, write_report
+from starcast.evaluation import plots
+from starcast.evaluation.report import CAPTIONS, fmt, write_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -68,3 +70,28 @@ def test_a_headless_browser_renders_the_report(report) -> None:
     assert done.returncode == 0, done.stderr
     assert "<table>" in done.stdout and "starcast evaluation" in done.stdout
     assert "Uncaught" not in done.stderr
+
+
+def test_the_report_says_what_it_measured_and_what_to_look_for(report) -> None:
+    metrics = json.loads(report["metrics"].read_text())
+    assert {"starcast", "evaluated_at"} <= set(metrics["about"])
+    baseline = metrics["baseline"]
+    assert baseline["model"].startswith("bias") and baseline["rmse"] > 0
+    page = report["report"].read_text()
+    assert "bias baseline" in page and fmt(baseline["rmse"]) in page
+    for caption in CAPTIONS.values():  # every plot's caption, in the page
+        assert html.escape(caption) in page
+
+
+def test_thin_slices_are_marked_and_close_models_are_not_drawn_from_zero() -> None:
+    rows = [{"slice": "warm", "count": 500, "rmse": 0.9, "mae": 0.7},
+            {"slice": "both", "count": 3, "rmse": 2.0, "mae": 1.8}]
+    figure = plots.error_by_slice(rows, "t")
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert labels[1].endswith("few)") and not labels[0].endswith("few)")
+    assert [bool(p.get_hatch()) for p in figure.axes[0].patches] == [False, True, False, True]
+    models = [{"model": "a", "rmse": 0.712, "macro_mae": 1.30},
+              {"model": "b", "rmse": 0.730, "macro_mae": 1.32}]
+    figure = plots.model_comparison(models)
+    low, high = figure.axes[0].get_ylim()
+    assert 0.6 < low < 0.712 and high > 0.730

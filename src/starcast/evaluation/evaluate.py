@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from starcast.data.schema import RATING
+from starcast.data.schema import ITEM, RATING, USER
 from starcast.errors import DataError
-from starcast.evaluation.metrics import full_metrics
+from starcast.evaluation.metrics import full_metrics, macro_mae, summary
 from starcast.evaluation.slices import cold_start_labels, history_labels, slice_metrics
 from starcast.forecaster import Forecaster
 
@@ -26,10 +27,12 @@ class Evaluation:
 
 def evaluate(
     forecaster: Forecaster, history: pl.DataFrame | None, queries: pl.DataFrame, seed: int = 0,
-    costs: Any = None,
+    costs: Any = None, about: dict[str, Any] | None = None,
 ) -> Evaluation:
     """Predict `queries` (which carry `rating`) from `history` and measure every way: both
-    readings (`prediction`, the expected star; `balanced`, under `costs` or the model's)."""
+    readings (`prediction`, the expected star; `balanced`, under `costs` or the model's), and
+    beside them the bias baseline fitted on the history (less the queries' own events).
+    `about`: what was evaluated (data file, model directory), kept with the metrics."""
     if RATING not in queries.columns:
         raise DataError("queries to evaluate need their true ratings", field=RATING)
     predictions = forecaster.predict(history, queries, costs)
@@ -54,10 +57,36 @@ def evaluate(
                                            seed=seed)
     metrics = {
         "model": forecaster.config.model,
+        "about": _about(about),
         "overall": overall,
+        "baseline": _baseline(history, queries, truth, forecaster),
         "slices": slice_metrics(frame),
     }
     return Evaluation(metrics, frame, forecaster.training_log)
+
+
+def _about(about: dict[str, Any] | None) -> dict[str, Any]:
+    from starcast import __version__
+
+    return (about or {}) | {"starcast": __version__,
+                            "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _baseline(history: pl.DataFrame | None, queries: pl.DataFrame, truth: np.ndarray,
+              forecaster: Forecaster) -> dict[str, Any] | None:
+    """The bias model's scores on the same queries: fitted on the history without the
+    queries' own (user, item) events (nothing of their ratings), predicting from the history."""
+    if history is None or history.is_empty():
+        return None
+    known = history.join(queries.select(USER, ITEM), on=[USER, ITEM], how="anti")
+    if known.is_empty():
+        return None
+    bias = Forecaster("bias", scale=forecaster.scale).fit(known)
+    predicted = bias.predict(known, queries)
+    out = {"model": "bias (fitted on the history)"} | summary(truth, predicted["prediction"])
+    if "balanced" in predicted.columns:
+        out["balanced_macro_mae"] = macro_mae(truth, predicted["balanced"].to_numpy())
+    return out
 
 
 def _probabilities(predictions: pl.DataFrame) -> np.ndarray | None:

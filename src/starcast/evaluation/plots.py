@@ -46,10 +46,16 @@ def confusion_matrix(counts: list[list[int]], stars: list[int]) -> Figure:
     return _tight(fig)
 
 
+FEW = 20  # a slice with fewer events is drawn hatched: its error is mostly noise
+
+
 def error_by_slice(rows: list[dict[str, Any]], title: str) -> Figure:
-    """RMSE and MAE per slice, with the slice's count on the axis."""
-    labels = [f"{r['slice']}\n(n={r['count']})" for r in rows]
-    return _paired_bars(labels, rows, ("rmse", "RMSE"), ("mae", "MAE"), title)
+    """RMSE and MAE per slice, with the slice's count on the axis; slices of fewer than FEW
+    events hatched and marked."""
+    labels = [f"{r['slice']}\n(n={r['count']}{', few' if r['count'] < FEW else ''})"
+              for r in rows]
+    few = [r["count"] < FEW for r in rows]
+    return _paired_bars(labels, rows, ("rmse", "RMSE"), ("mae", "MAE"), title, few=few)
 
 
 def readings_by_star(expected: dict[str, float], balanced: dict[str, float]) -> Figure:
@@ -62,20 +68,38 @@ def readings_by_star(expected: dict[str, float], balanced: dict[str, float]) -> 
 
 
 def model_comparison(rows: list[dict[str, Any]]) -> Figure:
-    """Test RMSE and macro-MAE of every model of a benchmark."""
+    """Test RMSE and macro-MAE of every model of a benchmark, side by side in two panels, each
+    axis zoomed to its values (models often differ by 0.01-0.02: from 0 the bars would look
+    equal), with the value on each bar."""
     labels = [r["model"] for r in rows]
-    return _paired_bars(labels, rows, ("rmse", "RMSE"), ("macro_mae", "macro-MAE"),
-                        "Models on the same test rows")
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(rows) + 4), 4.2))
+    for ax, (key, name) in zip(axes, (("rmse", "RMSE"), ("macro_mae", "macro-MAE")),
+                               strict=True):
+        values = np.array([r[key] for r in rows], dtype=float)
+        bars = ax.bar(np.arange(len(rows)), values, 0.6, color="C0" if key == "rmse" else "C1")
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        pad = max(high - low, 0.01) * 0.6
+        ax.set_ylim(max(0.0, low - pad), high + pad)
+        ax.bar_label(bars, fmt="%.4f", fontsize=7, padding=2)
+        ax.set_xticks(np.arange(len(rows)), labels, rotation=30, ha="right")
+        ax.set(ylabel=f"test {name} (axis not from 0)", title=name)
+    fig.suptitle("Models on the same test rows (lower is better)")
+    return _tight(fig)
 
 
 def _paired_bars(
     labels: list[str], rows: list[dict[str, Any]], first: tuple[str, str],
     second: tuple[str, str], title: str, xlabel: str = "", ylabel: str = "error",
+    few: list[bool] | None = None,
 ) -> Figure:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 3.5))
     x = np.arange(len(rows))
     for offset, (key, name) in ((-0.2, first), (0.2, second)):
-        ax.bar(x + offset, [r[key] for r in rows], 0.4, label=name)
+        bars = ax.bar(x + offset, [r[key] for r in rows], 0.4, label=name)
+        for bar, thin in zip(bars, few or [False] * len(rows), strict=True):
+            if thin:
+                bar.set_hatch("//")
+                bar.set_alpha(0.45)
     ax.set(xticks=x, xticklabels=labels, xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
     return _tight(fig)

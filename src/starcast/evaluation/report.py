@@ -60,6 +60,24 @@ def _figures(evaluation: Evaluation) -> dict[str, Any]:
     return figures
 
 
+CAPTIONS = {  # what each plot is for: what to look for in it
+    "distribution": "Share of each star in the truth and in the rounded expected-star "
+                    "predictions. Look for the low stars: the expected star rarely says 1-2.",
+    "confusion": "Where each true star's predictions went (rows sum to 1). A strong diagonal "
+                 "is good; a bright last column means everything is read as the top star.",
+    "error_by_history": "Error by how many earlier reviews of the customer were visible. Error "
+                        "should fall as history grows; hatched bars have fewer than 20 events.",
+    "error_by_slice": "Error for new customers, new items, both, and warm pairs. Cold slices "
+                      "are expected to be worse; hatched bars have fewer than 20 events.",
+    "readings_by_star": "MAE per true star for both readings. The balanced reading should be "
+                        "far better on the rare low stars, at some cost on the common top star.",
+    "calibration": "Predicted probability of a star against how often it happened. Points on "
+                   "the diagonal are honest probabilities; below it, over-confident.",
+    "training_curves": "Training loss and valid RMSE per epoch; the dotted line is the epoch "
+                       "kept (0: the untrained network, biases and fold-in, won on valid).",
+}
+
+
 def fmt(value: Any) -> str:
     """How every number appears in the report."""
     if isinstance(value, float):
@@ -98,9 +116,16 @@ def render_html(metrics: dict[str, Any], images: dict[str, bytes]) -> str:
                  | ({"balanced: mae": balanced["per_class_mae"].get(str(s)),
                      "balanced: recall": balanced["recall"].get(str(s))} if balanced else {})
                  for i, s in enumerate(o["stars"]) if str(s) in o["per_class_mae"]]
+    about = metrics.get("about", {})
+    baseline = metrics.get("baseline") or {}
+    rows = [{"metric": k, "value": v} | ({"bias baseline": _baseline_value(k, baseline)}
+                                        if baseline else {})
+            for k, v in headline(metrics)]
     sections = [
         f"<h1>starcast evaluation: {html.escape(metrics['model'])}</h1>",
-        _table([{"metric": k, "value": v} for k, v in headline(metrics)], "Overall"),
+        "<p>" + "; ".join(f"{html.escape(str(k))}: {html.escape(str(v))}"
+                          for k, v in about.items()) + "</p>",
+        _table(rows, "Overall"),
         _table(per_class, "Per true star"),
         *(_table(rows, f"Slice: {kind.replace('_', ' ')}") for kind, rows in
           metrics["slices"].items()),
@@ -115,14 +140,24 @@ def render_html(metrics: dict[str, Any], images: dict[str, bytes]) -> str:
         sections.append(_table(o["calibration"], "Calibration of star probabilities"))
     sections += [
         f'<figure><img alt="{name}" src="data:image/png;base64,'
-        f'{base64.b64encode(data).decode()}"><figcaption>{name}</figcaption></figure>'
+        f'{base64.b64encode(data).decode()}"><figcaption>'
+        f'{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>'
         for name, data in images.items()
     ]
     style = ("body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:"
              "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;"
-             "text-align:right}figure{display:inline-block;margin:1em}")
+             "text-align:right}figure{display:inline-block;margin:1em;max-width:36em}"
+             "figcaption{font-size:.9em;color:#444}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>starcast evaluation"
             f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>")
+
+
+BASELINE_KEYS = {"RMSE": "rmse", "MAE": "mae", "macro-MAE": "macro_mae",
+                 "balanced: macro-MAE": "balanced_macro_mae"}
+
+
+def _baseline_value(metric: str, baseline: dict[str, Any]) -> Any:
+    return baseline.get(BASELINE_KEYS.get(metric, ""), "")
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> str:
