@@ -67,11 +67,9 @@ VARIANTS = {  # label -> run configuration
     "lstm-no-fm": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, factors=False)),
     "lstm-no-recurrent": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, recurrent=False)),
     "lstm-untrained": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, epochs=0)),
-    "lstm-slow-items": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, lr_embedding=1e-4)),
 }
 PEERS = peers.BAYESIAN_FM
-COMPARED = ("bias", "lstm-no-fm", "lstm-no-recurrent", "lstm-untrained", "lstm-slow-items",
-            *PEERS)
+COMPARED = ("bias", "lstm-no-fm", "lstm-no-recurrent", "lstm-untrained", *PEERS)
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "accuracy-runs"
 

@@ -273,7 +273,11 @@ def _all_numbers(fields: list[str], count: int) -> bool:
 def _detect_parquet(path: str | Path) -> str:
     import pyarrow.parquet as pq
 
-    names = set(pq.read_schema(path).names)
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception as err:  # pyarrow's errors (ArrowInvalid, OSError...) say what broke
+        raise DataError(f"starts like Parquet but cannot be read as Parquet: {err}",
+                        file=str(path)) from None
     if "item" in names and names & _ITEM_FEATURES and not names & _RATING_NAMES:
         return ITEMS_PARQUET
     return PARQUET

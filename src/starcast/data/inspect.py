@@ -16,6 +16,8 @@ QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 def inspect_events(events: pl.DataFrame, report: ReadReport | None = None) -> dict:
     """Everything `starcast data inspect` shows, as plain JSON-ready values."""
     out: dict = {"source": report.to_dict() if report else None}
+    if events.is_empty():  # nothing usable: say so rather than fail on empty statistics
+        return out | {"events": 0, "users": 0, "items": 0}
     out.update(
         events=events.height,
         users=events[USER].n_unique(),
@@ -83,6 +85,8 @@ def summary_lines(facts: dict) -> list[str]:
     if "events" not in facts:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in facts["share_with"].items())
         return [f"{facts['items']:,} items; with {shares}"]
+    if not facts["events"]:
+        return ["0 usable events (the read report above says why)"]
     ratings, span = facts["ratings"], facts["time_span"]
     stars = "  ".join(f"{float(k):g}: {v:.1%}" for k, v in ratings["shares"].items())
     per_user, per_item = facts["events_per_user"], facts["events_per_item"]

@@ -204,16 +204,31 @@ def parse_line_chunk(
     scale: RatingScale,
 ) -> Parsed:
     """Usable events and issues for a chunk of unquoted separator-delimited lines."""
-    raw = pl.Series(values=[line for _, line in lines], dtype=pl.Binary)
     numbers = pl.Series(LINE, [n for n, _ in lines], dtype=pl.Int64)
     # Invalid UTF-8 becomes null, so such a line counts as malformed rather than mangled ids.
-    parts = raw.cast(pl.String, strict=False).str.split(separator)
+    parts = _decoded(lines).str.split(separator)
     fits = (parts.list.len() == layout.width).fill_null(False)
     issues = [Issue(n, MALFORMED) for n in numbers.filter(~fits).to_list()]
     parts = parts.filter(fits)
     frame = pl.DataFrame([parts.list.get(i).alias(role) for role, i in layout.index.items()])
     frame = frame.with_columns(numbers.filter(fits))
     return _validated(frame, layout.names, scale, text, issues, len(lines), strip_ids=True)
+
+
+def _decoded(lines: list[tuple[int, bytes]]) -> pl.Series:
+    """The lines as text, null where a line is not valid UTF-8."""
+    raw = pl.Series(values=[line for _, line in lines], dtype=pl.Binary)
+    try:
+        return raw.cast(pl.String, strict=False)
+    except pl.exceptions.ComputeError:  # (some Polars versions raise instead of nulling)
+        return pl.Series([_utf8(line) for _, line in lines], dtype=pl.String)
+
+
+def _utf8(line: bytes) -> str | None:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def parse_arrow_chunk(
