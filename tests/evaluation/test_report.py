@@ -13,8 +13,8 @@ from starcast import Forecaster
 from starcast.config import LSTMConfig, StarcastConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
-from starcast.evaluation.evaluate import evaluate
 from starcast.evaluation import plots
+from starcast.evaluation.evaluate import evaluate
 from starcast.evaluation.report import CAPTIONS, fmt, write_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
