@@ -522,6 +522,7 @@ def serve(
 
     torch.set_num_threads(1)  # one core per server process
     from starcast.serving.app import app_from_files
+    from starcast.serving.protocol import HeaderDeadline
 
     secret = _token(token, token_file)
     if secret is None and not _loopback(host) and not insecure:
@@ -531,11 +532,13 @@ def serve(
     service = app_from_files(model, state, events, secret, future_tolerance)  # (states, once)
     if secret is None:
         console.print("[yellow]warning:[/] no token: anyone who reaches this port can write "
-                      "events (give --token-file or STARCAST_TOKEN)")
-    console.print(f"listening on http://{host}:{port} (API docs at /docs; Ctrl+C stops)")
+                      "events (give --token-file or STARCAST_TOKEN)", soft_wrap=True)
+    console.print(f"listening on http://{host}:{port} (API docs at /docs; Ctrl+C stops)",
+                  soft_wrap=True)
     options = {"host": host, "port": port, "access_log": access_log,
                "log_level": "info" if access_log else "warning",
-               "timeout_keep_alive": 5, "h11_max_incomplete_event_size": 64 * 1024}
+               "timeout_keep_alive": 5, "h11_max_incomplete_event_size": 64 * 1024,
+               "http": HeaderDeadline}  # (request headers within 10 s, see serving.protocol)
     if workers == 1:
         uvicorn.run(service, **options)
         return

@@ -225,3 +225,30 @@ def test_no_body_gets_a_500_or_stores_a_bad_event(api, body) -> None:
         events = json.loads(body)["events"]
         assert all(isinstance(e.get("user"), str) and isinstance(e.get("ts"), int)
                    for e in events)
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408(model, tmp_path, monkeypatch) -> None:
+    import asyncio
+
+    from starcast.serving import app as service
+
+    monkeypatch.setattr(service, "BODY_SECONDS", 0.2)
+    application = create_app(OnlineForecaster(model, Store(tmp_path / "s.db")), None, "t")
+    sent = []
+
+    async def receive():  # the first bytes, then nothing more for ever
+        if not sent:
+            sent.append("first")
+            return {"type": "http.request", "body": b'{"queries"', "more_body": True}
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/predict", "raw_path": b"/v1/predict",
+             "query_string": b"", "headers": [(b"content-type", b"application/json")],
+             "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
+             "root_path": ""}
+    asyncio.run(asyncio.wait_for(application(scope, receive, send), 10))
+    starts = [m for m in sent if isinstance(m, dict) and m["type"] == "http.response.start"]
+    assert starts and starts[0]["status"] == 408

@@ -154,3 +154,28 @@ def test_workers_exit_when_their_parent_is_killed_and_the_port_is_free_again(tmp
     again, _ = start(tmp_path / "model", tmp_path / "s.db", port)  # no "address in use"
     again.terminate()
     again.wait()
+
+
+def test_a_client_that_sends_its_headers_slowly_is_cut_off(tmp_path) -> None:
+    data = generate(SynthConfig(users=40, items=20, events=600, seed=4))
+    Forecaster("bias").fit(data.events, None).save(tmp_path / "model")
+    port = free_port()
+    process, url = start(tmp_path / "model", tmp_path / "s.db", port)
+    try:
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")
+        slow.settimeout(1.0)
+        started, closed = time.monotonic(), False
+        while time.monotonic() - started < 25 and not closed:
+            try:
+                slow.sendall(b"X-Slow: 1\r\n")  # a header line a second, never the end
+                closed = slow.recv(64) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+        assert closed and time.monotonic() - started < 15
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200  # others still served
+    finally:
+        process.terminate()
+        process.wait()
