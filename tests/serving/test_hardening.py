@@ -57,6 +57,8 @@ BAD_BODIES = [
                          ("/v1/predict", '{"queries": [{"user": "u", "item": "a", "ts": TS}]}')]
       for ts in ("NaN", "Infinity", "-Infinity", "1e309", str(2**63), str(-(2**63) - 1))],
     ("/v1/predict", b'{"queries": [{"user": "\xff\xfe", "item": "a"}]}', "body"),
+    ("/v1/predict", '{"queries": []}', "queries"),
+    ("/v1/events", '{"events": []}', "events"),
     ("/v1/predict", '{"queries": [{"user": "u", "item": "a"}]}'.encode("utf-16"), "body"),
 ]
 

@@ -78,7 +78,7 @@ class Query(TypedDict):
 
 @with_config(STRICT)
 class PredictRequest(TypedDict):
-    queries: list[Query]
+    queries: Annotated[list[Query], Field(min_length=1)]
 
 
 @with_config(STRICT)
@@ -92,7 +92,7 @@ class EventIn(TypedDict):
 
 @with_config(STRICT)
 class EventsRequest(TypedDict):
-    events: list[EventIn]
+    events: Annotated[list[EventIn], Field(min_length=1)]
 
 
 PREDICT, EVENTS = TypeAdapter(PredictRequest), TypeAdapter(EventsRequest)
