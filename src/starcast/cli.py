@@ -521,7 +521,7 @@ def serve(
     import uvicorn
 
     torch.set_num_threads(1)  # one core per server process
-    from starcast.serving.app import app_from_files
+    from starcast.serving.app import LOOPBACK_HOSTS, app_from_files
     from starcast.serving.protocol import HeaderDeadline
 
     secret = _token(token, token_file)
@@ -529,7 +529,9 @@ def serve(
         raise StarcastError(f"refusing to bind {host} with writes open to anyone: give a token "
                             "(--token-file or STARCAST_TOKEN), or --insecure")
     events = _read_plain(history, fmt, strict) if history else None
-    service = app_from_files(model, state, events, secret, future_tolerance)  # (states, once)
+    # bound to loopback, only local names are accepted as Host (no DNS rebinding)
+    hosts = (*LOOPBACK_HOSTS, host) if _loopback(host) else None
+    service = app_from_files(model, state, events, secret, future_tolerance, hosts)
     if secret is None:
         console.print("[yellow]warning:[/] no token: anyone who reaches this port can write "
                       "events (give --token-file or STARCAST_TOKEN)", soft_wrap=True)
@@ -545,6 +547,8 @@ def serve(
     os.environ.update(STARCAST_MODEL=str(model), STARCAST_STATE=str(state),
                       STARCAST_FUTURE_TOLERANCE=str(future_tolerance),
                       STARCAST_PARENT=str(os.getpid()))
+    if hosts is not None:
+        os.environ["STARCAST_ALLOWED_HOSTS"] = ",".join(hosts)
     if secret is not None:
         os.environ["STARCAST_TOKEN"] = secret
     uvicorn.run("starcast.serving.app:app_from_environment", factory=True, workers=workers,

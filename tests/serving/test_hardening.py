@@ -254,3 +254,15 @@ def test_a_body_that_does_not_arrive_in_time_gets_408(model, tmp_path, monkeypat
     asyncio.run(asyncio.wait_for(application(scope, receive, send), 10))
     starts = [m for m in sent if isinstance(m, dict) and m["type"] == "http.response.start"]
     assert starts and starts[0]["status"] == 408
+
+
+def test_bound_to_loopback_a_foreign_host_name_is_refused(model, tmp_path) -> None:
+    application = create_app(OnlineForecaster(model, Store(tmp_path / "s.db")), None, "t",
+                             allowed_hosts=("localhost", "127.0.0.1"))
+    client = TestClient(application, base_url="http://127.0.0.1")
+    body = {"events": [event()]}
+    assert client.post("/v1/events", json=body).status_code == 200
+    rebound = client.post("/v1/events", json=body | {"events": [event(ts=2_000)]},
+                          headers={"Host": "evil.example"})
+    assert rebound.status_code == 400
+    assert client.get("/v1/users/u1").json()["events"] == 1

@@ -30,6 +30,7 @@ from pydantic import (
     with_config,
 )
 from starlette.datastructures import Headers
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from typing_extensions import TypedDict
 
@@ -99,8 +100,12 @@ PREDICT, EVENTS = TypeAdapter(PredictRequest), TypeAdapter(EventsRequest)
 Body = TypeVar("Body")
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
 def create_app(
-    online: OnlineForecaster, token: str | None = None, model_version: str = "unknown"
+    online: OnlineForecaster, token: str | None = None, model_version: str = "unknown",
+    allowed_hosts: tuple[str, ...] | None = None,
 ) -> FastAPI:
     """The endpoints run on the event loop, one at a time: each is a millisecond or so of CPU
     (measured faster than a thread pool on 2 cores), writes are serialised anyway, and small
@@ -127,6 +132,9 @@ def create_app(
         if (content_type or "").split(";")[0].strip().lower() != "application/json":
             raise HTTPException(415, "write endpoints take 'Content-Type: application/json'")
 
+    if allowed_hosts is not None:  # (a page on another site that rebinds its name to this
+        # address sends its own name as Host: refused, so it cannot post as a local client)
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(_Guard, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
@@ -348,6 +356,7 @@ def _answers(users: list[str], items: list[str], ts: np.ndarray, answers: Answer
 def app_from_files(
     model_dir: str | Path, state: str | Path, history: pl.DataFrame | None = None,
     token: str | None = None, future_tolerance: int = FUTURE_TOLERANCE,
+    allowed_hosts: tuple[str, ...] | None = None,
 ) -> FastAPI:
     """Load the model, open (or create) the state store, compute states from `history`."""
     forecaster = Forecaster.load(model_dir)
@@ -357,7 +366,7 @@ def app_from_files(
     online = OnlineForecaster(forecaster, store, future_tolerance)
     if history is not None:
         online.initialise(history)
-    app = create_app(online, token, version)
+    app = create_app(online, token, version, allowed_hosts)
     # the model, vocabularies and app live as long as the process: out of the collector's
     # sight, a full collection during a 10,000-query request no longer walks them (measured:
     # that request from about 210-290 ms to about 120 ms in process)
@@ -374,8 +383,10 @@ def app_from_environment() -> FastAPI:
 
     _exit_with_parent(int(os.environ.get("STARCAST_PARENT", os.getppid())))
     torch.set_num_threads(1)  # one core per worker
+    hosts = os.environ.get("STARCAST_ALLOWED_HOSTS")
     return app_from_files(os.environ["STARCAST_MODEL"], os.environ["STARCAST_STATE"],
                           token=os.environ.get("STARCAST_TOKEN"),
+                          allowed_hosts=None if hosts is None else tuple(hosts.split(",")),
                           future_tolerance=int(os.environ.get("STARCAST_FUTURE_TOLERANCE",
                                                               FUTURE_TOLERANCE)))
 
