@@ -273,12 +273,20 @@ class OnlineForecaster:
         return {"deleted": event_id, "user": user, "item": item}
 
     def _item_replay(self, db: sqlite3.Connection, item: str) -> ItemState:
-        rows = db.execute("SELECT seq, user, item, rating, ts FROM events WHERE item = ? "
-                          "ORDER BY seq", (item,)).fetchall()
-        if not rows:
+        """The item's state from its stored events, read in SQL: counts and sums, and only
+        the RECENT latest events (a popular item has thousands; every residual of one item
+        is its rating less the same mean and bias)."""
+        n, total, last = db.execute("SELECT COUNT(*), SUM(rating), MAX(ts) FROM events "
+                                    "WHERE item = ?", (item,)).fetchone()
+        if not n:
             return ItemState()
-        seq = pl.Series("_row", [r[0] for r in rows], dtype=pl.Int64)
-        return self._item_states(_frame([r[1:] for r in rows]).with_columns(seq))[item]
+        latest = db.execute("SELECT ts, seq, rating FROM events WHERE item = ? ORDER BY ts "
+                            "DESC, seq DESC LIMIT ?", (item, RECENT)).fetchall()
+        offset = self._residual(item, 0.0)  # rating 0: minus the mean and the item's bias
+        resid = total + n * offset if self.recurrent else 0.0
+        recent = [(ts, seq, rating + offset if self.recurrent else 0.0)
+                  for ts, seq, rating in reversed(latest)]
+        return ItemState(n, last, float(resid), recent)
 
     def _replay(self, db: sqlite3.Connection, user: str) -> UserState:
         rows = db.execute(
