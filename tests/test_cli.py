@@ -229,3 +229,49 @@ def test_serve_start_errors_are_one_line_and_exit_2(tmp_path, problem):
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert len(lines) <= 2 and lines[0].startswith("error:"), lines
     assert "Traceback" not in result.stderr
+
+
+def test_version_and_readable_inspect_of_events_and_item_files(tmp_path, data_dir):
+    from starcast import __version__
+
+    assert invoke("--version").stdout.strip() == f"starcast {__version__}"
+    raw = data_dir / "amazon" / "All_Beauty_5.json.gz"
+    text = invoke("data", "inspect", raw).stdout
+    assert text.startswith("4,092 events, 991 users, 85 items") and "{" not in text
+    assert json.loads(invoke("data", "inspect", raw, "--json").stdout)["events"] == 4092
+    meta = invoke("data", "inspect", data_dir / "amazon" / "meta_Digital_Music.partial.json.gz")
+    assert "items; with category" in meta.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--device", "tpu"], "train.device must be one of"),
+    (["--split", "random"], "--split/--protocol 'random'"),
+])
+def test_train_settings_are_checked_before_any_data_is_read(tmp_path, args, message):
+    missing = tmp_path / "not-there.json.gz"  # were it read first, this would be the error
+    result = runner.invoke(app, ["train", "--data", str(missing), "--out", str(tmp_path / "m"),
+                                 *args])
+    assert isinstance(result.exception, StarcastError) and message in str(result.exception)
+
+
+def test_bad_config_values_are_named(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[lstm]\ndropout = 3.0\n')
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "x"), "--out",
+                                 str(tmp_path / "m"), "--config", str(config)])
+    assert "lstm.dropout must be in [0, 1), got 3.0" in str(result.exception)
+
+
+def test_training_ends_with_a_summary_and_predict_warns_without_history(tmp_path):
+    data = tmp_path / "events.parquet"
+    invoke("data", "synth", "--users", 60, "--items", 30, "--events", 1500, "--out", data)
+    result = invoke("train", "--data", data, "--out", tmp_path / "m", "--epochs", 1)
+    summary = [line for line in result.output.splitlines() if line.startswith("lstm, ")]
+    assert summary and ("kept" in summary[0]) and summary[0].rstrip().endswith(" s")
+    warned = invoke("predict", "--model", tmp_path / "m", "--queries", data,
+                    "--out", tmp_path / "p.csv")
+    assert "no --history" in warned.output
+    quiet = invoke("-q", "predict", "--model", tmp_path / "m", "--queries", data,
+                   "--out", tmp_path / "p.csv", "--history", data)
+    assert "lines read" not in quiet.output and "predictions ->" in quiet.output

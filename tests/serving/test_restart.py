@@ -179,3 +179,28 @@ def test_a_client_that_sends_its_headers_slowly_is_cut_off(tmp_path) -> None:
     finally:
         process.terminate()
         process.wait()
+
+
+def test_serve_says_where_it_listens_and_warns_when_writes_are_open(tmp_path) -> None:
+    data = generate(SynthConfig(users=40, items=20, events=600, seed=4))
+    Forecaster("bias").fit(data.events, None).save(tmp_path / "model")
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k != "STARCAST_TOKEN"}
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "starcast", "serve", "--model", str(tmp_path / "model"),
+             "--state", str(tmp_path / "s.db"), "--port", str(port)],
+            stdout=sink, stderr=sink, env=env)
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            text = log.read_text()
+            assert f"listening on http://127.0.0.1:{port}" in text
+            assert "warning: no token" in text
+        finally:
+            process.terminate()
+            process.wait()
