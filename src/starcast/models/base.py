@@ -125,11 +125,12 @@ class RatingModel(ABC):
                                                                   "history")
         estimate = self._estimate(history, queries)
         mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
-        parts = self.coldness(history, queries)
-        probs = estimate.probabilities
+        probs, visible = estimate.probabilities, None
         if probs is None and self.stars_ is not None:
-            context = star_context(history, queries, parts["item_cold"])
-            probs = self.stars_.probabilities(mean, context)
+            item_cold = self.items_.encode(queries[ITEM]) == COLD
+            context = star_context(history, queries, item_cold)
+            probs, visible = self.stars_.probabilities(mean, context), context.visible
+        parts = self.coldness(history, queries, visible)
         out = queries.with_columns(pl.Series("prediction", mean))
         if probs is not None:
             reading = costs or self.costs_
@@ -141,12 +142,17 @@ class RatingModel(ABC):
                                    for k in range(probs.shape[1]))
         return out
 
-    def coldness(self, history: pl.DataFrame, queries: pl.DataFrame) -> dict[str, np.ndarray]:
+    def coldness(
+        self, history: pl.DataFrame, queries: pl.DataFrame, visible: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Per query: `item_cold` (item unseen in training), `user_cold` (user with neither
-        training events nor visible history) and `visible` (the user's visible history events).
+        training events nor visible history) and `visible` (the user's visible history events;
+        counted here unless given).
         """
         self._check_fitted()
-        visible = visible_counts(history, queries).astype(np.int64)
+        if visible is None:
+            visible = visible_counts(history, queries)
+        visible = np.asarray(visible).astype(np.int64)
         return {
             "item_cold": self.items_.encode(queries[ITEM]) == COLD,
             "user_cold": (self.users_.encode(queries[USER]) == COLD) & (visible == 0),
