@@ -28,7 +28,13 @@ from starcast.data.schema import (
 from starcast.errors import ConfigError, NotFittedError
 from starcast.features.history import visible_counts, visible_sums
 from starcast.features.vocab import COLD, Vocabulary
-from starcast.models.stars import StarCalibration, StarContext, StarCosts, star_shares
+from starcast.models.stars import (
+    StarCalibration,
+    StarContext,
+    StarCosts,
+    share_variance,
+    star_shares,
+)
 from starcast.training.distributed import Cluster
 
 
@@ -99,10 +105,9 @@ class RatingModel(ABC):
         if estimate.probabilities is None:
             mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
             new_item = ~held[ITEM].is_in(train[ITEM].implode()).to_numpy()
-            levels = self.scale.low + np.arange(self.scale.stars)
-            prior_var = float(self.shares_ @ (levels - self.shares_ @ levels) ** 2)
             self.stars_ = StarCalibration.fit(mean, held[RATING].to_numpy(),
-                                              star_context(train, held, new_item), prior_var,
+                                              star_context(train, held, new_item),
+                                              share_variance(self.shares_, self.scale.low),
                                               self.scale.low, self.scale.stars)
 
     def _held_out_estimate(self, train: pl.DataFrame, valid: pl.DataFrame) -> Estimate:
@@ -131,16 +136,13 @@ class RatingModel(ABC):
             context = star_context(history, queries, item_cold)
             probs, visible = self.stars_.probabilities(mean, context), context.visible
         parts = self.coldness(history, queries, visible)
-        out = queries.with_columns(pl.Series("prediction", mean))
+        columns = {"prediction": mean}
         if probs is not None:
-            reading = costs or self.costs_
-            out = out.with_columns(pl.Series("balanced", reading.balanced(probs,
-                                                                          self.scale.low)))
-        out = out.with_columns(pl.Series("cold", parts["item_cold"] | parts["user_cold"]))
+            columns["balanced"] = (costs or self.costs_).balanced(probs, self.scale.low)
+        columns["cold"] = parts["item_cold"] | parts["user_cold"]
         if probs is not None:
-            out = out.with_columns(pl.Series(f"p{k + 1}", probs[:, k])
-                                   for k in range(probs.shape[1]))
-        return out
+            columns |= {f"p{k + 1}": probs[:, k] for k in range(probs.shape[1])}
+        return queries.with_columns(pl.Series(name, values) for name, values in columns.items())
 
     def coldness(
         self, history: pl.DataFrame, queries: pl.DataFrame, visible: np.ndarray | None = None

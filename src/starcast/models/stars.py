@@ -87,6 +87,12 @@ def star_shares(ratings: np.ndarray, low: float, stars: int) -> np.ndarray:
     return counts / counts.sum()
 
 
+def share_variance(shares: np.ndarray, low: float) -> float:
+    """The variance of ratings distributed over the stars low, low + 1, ... by `shares`."""
+    levels = low + np.arange(len(shares))
+    return float(shares @ (levels - shares @ levels) ** 2)
+
+
 @dataclass
 class StarContext:
     """Per query, what widens or narrows its distribution besides the point prediction."""

@@ -333,11 +333,8 @@ class OnlineForecaster:
         }
 
     def _item_states(self, events: pl.DataFrame) -> dict[str, ItemState]:
-        """Each item's state after `events`, whose `_row` is each event's seq (without one:
-        inserted into an empty table in this order, the event of row r got seq r + 1)."""
-        if "_row" not in events.columns:
-            events = events.with_row_index("_row", offset=1)
-        indexed = self._indexed(events)
+        # inserted into an empty table in this order: the event of row r got seq r + 1
+        indexed = self._indexed(events.with_row_index("_row", offset=1))
         out = {}
         for item, part in indexed.sort([ITEM, TS, "_row"]).group_by(ITEM, maintain_order=True):
             resid = part[RESIDUAL].to_list() if self.recurrent else [0.0] * part.height
