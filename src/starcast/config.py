@@ -10,7 +10,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 from starcast.errors import ConfigError
 
@@ -134,8 +134,11 @@ class FMConfig:
 
 
 @dataclass(frozen=True)
-class LSTMConfig:
-    """The default forecaster: one LSTM pass per customer over the whole sequence."""
+class SequenceConfig:
+    """What every sequence model shares (starcast.models.sequence): the network around the
+    sequence encoder, its head, the factorization machine beside it, and its training."""
+
+    section: ClassVar[str] = "lstm"  # the configuration table, named in error messages
 
     hidden: int = 32
     item_dim: int = 32
@@ -174,15 +177,43 @@ class LSTMConfig:
     refit: bool = True  # after early stopping, train again on train + valid for the best epochs
 
     def __post_init__(self) -> None:
-        _one_of(self, "lstm", "head", HEADS)
-        _share(self, "lstm", "dropout", "item_dropout")
-        _at_least(self, "lstm", 1, "hidden", "item_dim", "mlp", "min_count", "max_len",
+        at = self.section
+        _one_of(self, at, "head", HEADS)
+        _share(self, at, "dropout", "item_dropout")
+        _at_least(self, at, 1, "hidden", "item_dim", "mlp", "min_count", "max_len",
                   "item_hidden", "batch_size", "patience")
-        _at_least(self, "lstm", 0, "class_weight", "item_window", "l2_item", "weight_decay",
+        _at_least(self, at, 0, "class_weight", "item_window", "l2_item", "weight_decay",
                   "epochs", "significance")
-        _positive(self, "lstm", "lr", "lr_embedding", "reg_item")
+        _positive(self, at, "lr", "lr_embedding", "reg_item")
         if self.user_shrinkage is not None:
-            _positive(self, "lstm", "user_shrinkage")
+            _positive(self, at, "user_shrinkage")
+
+
+@dataclass(frozen=True)
+class LSTMConfig(SequenceConfig):
+    """The default forecaster: one LSTM pass per customer over the whole sequence; `hidden`
+    is the LSTM's state size."""
+
+
+@dataclass(frozen=True)
+class TransformerConfig(SequenceConfig):
+    """Causal self-attention over each customer's latest `context` events (SASRec-like);
+    `hidden` is the attention width. Older history reaches the head only through the
+    fold-in sums, so cost per event stays bounded however long the customer."""
+
+    section: ClassVar[str] = "transformer"
+    layers: int = 2
+    heads: int = 2
+    # events the state before a prediction reads (the latest N): the layers' attention spans
+    # add up to it, so the served state is exactly a function of these N events
+    context: int = 50
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least(self, self.section, 1, "layers", "heads", "context")
+        if self.hidden % self.heads:
+            raise ConfigError(f"transformer.hidden ({self.hidden}) must be a multiple of "
+                              f"transformer.heads ({self.heads})")
 
 
 @dataclass(frozen=True)
@@ -204,6 +235,7 @@ class StarcastConfig:
     mf: MFConfig = field(default_factory=MFConfig)
     seed_model: SeedConfig = field(default_factory=SeedConfig)
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
     stars: StarsConfig = field(default_factory=StarsConfig)
 
 

@@ -30,9 +30,10 @@ from starcast.models.mean import GlobalMean
 from starcast.models.mf import MFModel
 from starcast.models.seed import SeedModel
 from starcast.models.stars import StarCosts
+from starcast.models.transformer import TransformerModel
 from starcast.training.trainer import Progress
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sequence network's encoder is a submodule (net.encoder.*)
 WEIGHTS, META = "model.safetensors", "model.json"
 
 Builder = Callable[[StarcastConfig, RatingScale, Progress | None], RatingModel]
@@ -42,6 +43,7 @@ MODELS: dict[str, Builder] = {
     "mf": lambda c, s, p: MFModel(c.mf, c.train, scale=s),
     "seed": lambda c, s, p: SeedModel(c.seed_model, c.train, scale=s),
     "lstm": lambda c, s, p: LSTMModel(c.lstm, c.train, progress=p, scale=s),
+    "transformer": lambda c, s, p: TransformerModel(c.transformer, c.train, progress=p, scale=s),
 }
 
 

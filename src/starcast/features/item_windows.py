@@ -31,6 +31,9 @@ class ItemWindows:
         zeros = np.zeros((n, width), dtype=np.float32)
         return cls(zeros, zeros.copy(), np.zeros(n, dtype=np.int64))
 
+    def take(self, rows: np.ndarray) -> ItemWindows:
+        return ItemWindows(self.rating[rows], self.age[rows], self.length[rows])
+
 
 def item_windows(history: pl.DataFrame, targets: pl.DataFrame, width: int) -> ItemWindows:
     """Windows for every row of `targets` (user, item, ts) from `history` (+ rating)."""

@@ -93,34 +93,43 @@ def _gaps(ts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def training_sequences(
-    events: pl.DataFrame, feats: np.ndarray, max_len: int, window: ItemWindows | None = None
+    events: pl.DataFrame, feats: np.ndarray, max_len: int, window: ItemWindows | None = None,
+    context: int = 0,
 ) -> Sequences:
-    """Each user's events in (ts, item) order, cut into chunks of at most `max_len`.
+    """Each user's events in (ts, item) order, cut into chunks of at most `max_len` targets.
 
+    `context` 0: a chunk continues from its predecessor's state (`follows`). Otherwise each
+    chunk starts with up to `context` of its user's earlier events as inputs only (not
+    targets), for encoders that read a window of the latest events rather than a state.
     `events` must already be sorted by (user, ts, item) and carry ITEM_INDEX and SIDE_INDEX;
     `feats` and `window` align with it.
     """
     users = events[USER].to_numpy()
-    new_user = np.r_[True, users[1:] != users[:-1]]
-    position = np.arange(len(users)) - np.maximum.accumulate(
-        np.where(new_user, np.arange(len(users)), 0)
-    )
+    n = len(users)
+    new_user = np.r_[True, users[1:] != users[:-1]] if n else np.zeros(0, dtype=bool)
+    user_start = np.maximum.accumulate(np.where(new_user, np.arange(n), 0)) if n else new_user
+    position = np.arange(n) - user_start
     starts = np.flatnonzero(new_user | (position % max_len == 0))
-    offsets = np.r_[starts, len(users)].astype(np.int64)
-    follows = np.where(new_user[starts], -1, np.arange(len(starts)) - 1)
-    ts = events[TS].to_numpy()
+    ends = np.r_[starts[1:], n].astype(np.int64)
+    first = np.maximum(starts - context, user_start[starts]) if context else starts
+    offsets = np.r_[0, np.cumsum(ends - first)].astype(np.int64)
+    take = np.repeat(first - offsets[:-1], ends - first) + np.arange(offsets[-1])
+    follows = (np.full(len(starts), -1, dtype=np.int64) if context
+               else np.where(new_user[starts], -1, np.arange(len(starts)) - 1))
     ratings = events[RATING].to_numpy().astype(np.float32)
+    # gaps along the user's whole sequence: a chunk's first step continues its user's time
+    user_offsets = np.r_[np.flatnonzero(new_user), n]
     return Sequences(
-        item=events[ITEM_INDEX].to_numpy().astype(np.int64),
-        side=events[SIDE_INDEX].to_numpy().astype(np.int64),
-        rating=ratings,
-        gap=_gaps(ts, offsets),
-        feats=feats,
-        target=ratings,
-        is_target=np.ones(len(users), dtype=bool),
+        item=events[ITEM_INDEX].to_numpy().astype(np.int64)[take],
+        side=events[SIDE_INDEX].to_numpy().astype(np.int64)[take],
+        rating=ratings[take],
+        gap=_gaps(events[TS].to_numpy(), user_offsets)[take],
+        feats=feats[take],
+        target=ratings[take],
+        is_target=take >= np.repeat(starts, ends - first),
         offsets=offsets,
         follows=follows,
-        window=window,
+        window=None if window is None else window.take(take),
     )
 
 

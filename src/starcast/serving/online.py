@@ -1,6 +1,7 @@
 """Every customer's state kept current as reviews arrive, and predictions from it.
 
-For the `lstm` model a new review advances its customer's LSTM state by one step and updates
+For a sequence model (`lstm`, `transformer`) a new review advances its customer's state by one
+step (the LSTM's cell, or the attention window of the latest events) and updates
 the customer's and the item's residual sums: no retraining, no replay. A prediction then reads
 the stored state, exactly what `starcast predict` computes from the same history. Where the
 stored state is not that (a query earlier than events already applied, or about a pair already
@@ -23,7 +24,7 @@ from starcast.errors import StarcastError
 from starcast.features.sequences import DAY, RECENT, RESIDUAL, training_sequences
 from starcast.features.vocab import COLD
 from starcast.forecaster import Forecaster
-from starcast.models.lstm import LSTMModel
+from starcast.models.sequence import SequenceModel
 from starcast.models.stars import StarContext
 from starcast.serving.store import (
     SEP,
@@ -126,7 +127,7 @@ class OnlineForecaster:
         self.future_tolerance = future_tolerance
         model = forecaster.model_
         # the item-side window is not kept incrementally: that configuration answers in batch
-        self.recurrent = isinstance(model, LSTMModel) and model.config.item_window == 0
+        self.recurrent = isinstance(model, SequenceModel) and model.config.item_window == 0
         self.model = model
         if self.recurrent:  # per-event lookups without a DataFrame round trip
             model.net_.eval()
@@ -200,7 +201,7 @@ class OnlineForecaster:
     def _advance(
         self, user: UserState, item: ItemState, event: Event, seq: int, steps: dict
     ) -> None:
-        """Counts and sums now; the LSTM steps are collected, to run once per request."""
+        """Counts and sums now; the encoder steps are collected, to run once per request."""
         resid = self._residual(event.item, event.rating)
         if self.recurrent:
             gap = np.log1p(max(event.ts - user.last_ts, 0) / DAY) if user.n else 0.0
@@ -225,7 +226,7 @@ class OnlineForecaster:
 
     @torch.no_grad()
     def _step_all(self, users: dict[str, UserState], steps: dict[str, list]) -> None:
-        """Advance every user by its new events: one packed LSTM call for the request."""
+        """Advance every user by its new events: one encoder call for the request."""
         if not steps:
             return
         names = list(steps)
@@ -246,9 +247,9 @@ class OnlineForecaster:
             users[name].h, users[name].c = h[row].numpy().copy(), c[row].numpy().copy()
 
     def _start(self, user: UserState) -> tuple[torch.Tensor, torch.Tensor]:
-        net = self.model.net_
         if user.h is None:
-            return net.h0[0, 0].detach(), net.c0[0, 0].detach()
+            h, c = self.model.net_.encoder.start(1)
+            return h[0].detach(), c[0].detach()
         return torch.from_numpy(user.h), torch.from_numpy(user.c)
 
     # ---- rebuild and batch initialisation ----------------------------------------------------
@@ -311,7 +312,7 @@ class OnlineForecaster:
         return events.height
 
     def _final_states(self, events: pl.DataFrame) -> dict[str, UserState]:
-        """Each user's state after all of `events`, computed in batch (one LSTM pass each)."""
+        """Each user's state after all of `events`, computed in batch (one encoder pass each)."""
         if events.is_empty():
             return {}
         indexed = self._indexed(events).sort([USER, TS, ITEM])
@@ -402,7 +403,7 @@ class OnlineForecaster:
         user `u_states[u[k]]` and item `i_states[i[k]]` (model index `index[k]`); the cold
         flags are the caller's."""
         net = self.model.net_
-        start = net.h0[0, 0].detach().numpy()
+        start = net.encoder.empty().detach().numpy()
         h = torch.from_numpy(np.stack([start if s.h is None else s.h for s in u_states]))
         per_user = np.array([[s.resid_sum, s.n, s.last_ts or 0] for s in u_states], dtype=float)
         per_item = np.array([[s.resid_sum, s.n, s.recent_sum, s.recent_n] for s in i_states],
@@ -456,7 +457,7 @@ def _frame(rows: list[tuple]) -> pl.DataFrame:
 
 @torch.no_grad()
 def _run_to_end(net, seqs, batch_size: int = 256) -> tuple[list, list]:
-    """The LSTM's (h, c) after the last position of every sequence, in sequence order."""
+    """The served (h, c) after the last position of every sequence, in sequence order."""
     h_out, c_out = [None] * len(seqs), [None] * len(seqs)
     for ids in length_batches(seqs, batch_size):
         batch = seqs.pad(ids, torch.device("cpu"))

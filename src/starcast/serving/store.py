@@ -166,7 +166,7 @@ class Store:
         return row[0] if row else None
 
     def users(self, names: Iterable[str], cells: bool = True) -> dict[str, UserState]:
-        """The users' states; `cells=False` leaves out the LSTM cell state `c` and the last
+        """The users' states; `cells=False` leaves out the cell state `c` and the last
         item, which only applying an event needs (a prediction reads `h`)."""
         names = list(dict.fromkeys(names))
         rows = self._select("users", "user", names, "n, last_ts, resid_sum, rated, rating_sum, "

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from starcast.config import LSTMConfig
+from starcast.config import SequenceConfig
 from starcast.errors import ConfigError
 from starcast.features.prefixes import PrefixQueries
 from starcast.features.sequences import Sequences
@@ -148,7 +148,7 @@ def predict_prefixes(
     """Point prediction (and star probabilities) per query from its user's history states."""
     net.eval()
     seqs, n = queries.seqs, len(queries.seq)
-    before = net.h0[0, 0].detach().to(device).expand(n, -1).clone()
+    before = net.encoder.empty().detach().to(device).expand(n, -1).clone()
     needed = np.flatnonzero(queries.pos >= 0)
     batches = _bounded(length_batches(seqs, batch_size), seqs.lengths, max_positions)
     batch_of, row_of = np.zeros(len(seqs), np.int64), np.zeros(len(seqs), np.int64)
@@ -160,7 +160,7 @@ def predict_prefixes(
     for b, ids in enumerate(batches):
         asking = grouped[bounds[b] : bounds[b + 1]]
         if len(asking):
-            states = _states_along(net, seqs.pad(ids, device))
+            states = net.states_after(seqs.pad(ids, device))
             rows = torch.as_tensor(row_of[queries.seq[asking]], device=device)
             before[torch.as_tensor(asking, device=device)] = states[
                 rows, torch.as_tensor(queries.pos[asking], device=device)]
@@ -169,15 +169,6 @@ def predict_prefixes(
     point, probs = net.head(before, emb, bias, torch.as_tensor(feats, device=device),
                             torch.as_tensor(queries.gap, device=device))
     return point.double().cpu().numpy(), None if probs is None else probs.double().cpu().numpy()
-
-
-def _states_along(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """[B, T, H]: the LSTM state after each position of each sequence."""
-    emb, _ = net.item_representation(batch["item"], batch["side"])
-    b = batch["item"].shape[0]
-    h0, c0 = (p.expand(1, b, -1).contiguous() for p in (net.h0, net.c0))
-    states, _ = net.lstm(net.step_inputs(emb, batch["rating"], batch["gap"]), (h0, c0))
-    return states
 
 
 def _bounded(
@@ -197,7 +188,7 @@ def _tables(net: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for m in net.modules() if isinstance(m, kinds) for p in m.parameters()]
 
 
-def _optimizers(net: torch.nn.Module, config: LSTMConfig) -> list[torch.optim.Optimizer]:
+def _optimizers(net: torch.nn.Module, config: SequenceConfig) -> list[torch.optim.Optimizer]:
     tables = _tables(net)
     table_ids = {id(p) for p in tables}
     dense = [p for p in net.parameters() if id(p) not in table_ids]
@@ -211,7 +202,7 @@ def train_sequences(
     net: torch.nn.Module,
     train: Sequences,
     valid: Validation | None,
-    config: LSTMConfig,
+    config: SequenceConfig,
     epochs: int,
     device: torch.device,
     rng: np.random.Generator,
@@ -239,17 +230,19 @@ def train_sequences(
         log.epochs.append({"epoch": 0, "loss": float("nan"),
                            "valid_rmse": _rmse(best_errors), "seconds": 0.0})
     started, n_events = time.perf_counter(), 0
-    carry = CarriedStates(train, config.hidden, device)
+    carry = CarriedStates(train, config.hidden, device) if net.encoder.carries else None
     for epoch in range(1, epochs + 1):
         net.train()
         total, count = 0.0, 0
         for ids in cluster.shard(length_batches(train, config.batch_size, rng, cluster.world)):
             batch = train.pad(ids, device)
-            carry.attach(batch, ids)
+            if carry:
+                carry.attach(batch, ids)
             _drop_items(batch, config.item_dropout, dropout_rng, device)
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 loss = model(batch, class_weights)
-            carry.store(batch, ids)
+            if carry:
+                carry.store(batch, ids)
             for opt in optimizers:
                 opt.zero_grad()
             loss.backward()

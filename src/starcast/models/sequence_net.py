@@ -1,28 +1,35 @@
-"""The LSTM rating network: one readable file, one config.
+"""The sequence rating network: one readable file, one config; the encoder is pluggable.
 
 For each position t of a customer's sequence, the state after positions < t, the item's
 representation and the target-side features predict rating t:
 
     prediction = mu + item bias + folded-in user bias + MLP(state, item, features)
 
-Step t reads the item embedding, the rating and the log time gap of event t. The heads:
+Step t reads the item embedding, the rating and the log time gap of event t; the encoder
+(models.encoders: an LSTM or band self-attention) turns the steps into states. The heads:
 `regression` (MSE) and `ordinal` (cumulative thresholds, probabilities per star).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from starcast.config import LSTMConfig
+from starcast.config import SequenceConfig
+from starcast.models.encoders import State
+
+STEP_EXTRA = 2  # step inputs beyond the item embedding: the centred rating and the log gap
 
 
 class SequenceNet(nn.Module):
     def __init__(
         self,
-        config: LSTMConfig,
+        config: SequenceConfig,
+        encoder: Callable[[int], nn.Module],
         n_items: int,
         n_features: int,
         mu: float,
@@ -50,9 +57,7 @@ class SequenceNet(nn.Module):
         with torch.no_grad():
             self.side.weight.normal_(std=0.05)[0] = 0.0
             self.side_bias.weight.copy_(torch.as_tensor(token_bias, dtype=torch.float32)[:, None])
-        self.lstm = nn.LSTM(config.item_dim + 2, config.hidden, batch_first=True)
-        self.h0 = nn.Parameter(torch.zeros(1, 1, config.hidden))
-        self.c0 = nn.Parameter(torch.zeros(1, 1, config.hidden))
+        self.encoder = encoder(config.item_dim + STEP_EXTRA)
         # learned shrinkage (softplus-parameterised) of the user, item and recent-item means
         inverse_softplus = lambda x: float(np.log(np.expm1(x)))  # noqa: E731
         self.shrink = nn.Parameter(
@@ -82,15 +87,17 @@ class SequenceNet(nn.Module):
     def score(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(expected rating [M], star probabilities [M, K] or None) at the M target positions.
 
-        The LSTM runs over every position; the head only where a prediction is wanted.
+        The encoder runs over every position; the head only where a prediction is wanted.
         """
         mask = batch["mask"]
         emb, item_bias = self.item_representation(batch["item"], batch["side"])
-        h0, c0 = self._initial_state(batch)
-        states, (h_n, c_n) = self.lstm(self.step_inputs(emb, batch["rating"], batch["gap"]),
-                                       (h0, c0))
-        batch["final"] = (h_n[0].detach(), c_n[0].detach())  # for the chunk that follows
-        before = torch.cat([h0.transpose(0, 1), states[:, :-1]], dim=1)
+        start = self._initial_state(batch)
+        states, final = self.encoder.along(self.step_inputs(emb, batch["rating"], batch["gap"]),
+                                           start)
+        if final is not None:  # for the chunk that follows
+            batch["final"] = tuple(s.detach() for s in final)
+        first = self.encoder.empty().expand(len(states), -1) if start is None else start[0]
+        before = torch.cat([first[:, None], states[:, :-1]], dim=1)
         item_state = self._item_state(batch) if self.config.item_window > 0 else None
         return self.head(before[mask], emb[mask], item_bias[mask], batch["feats"][mask],
                          batch["gap"][mask], item_state)
@@ -98,7 +105,7 @@ class SequenceNet(nn.Module):
     def step_inputs(
         self, emb: torch.Tensor, rating: torch.Tensor, gap: torch.Tensor
     ) -> torch.Tensor:
-        """What the LSTM reads at an event: item representation, centred rating, log gap."""
+        """What the encoder reads at an event: item representation, centred rating, log gap."""
         return torch.cat([emb, (rating - self.mu).unsqueeze(-1) / 2, gap.unsqueeze(-1)], dim=-1)
 
     def head(
@@ -152,28 +159,25 @@ class SequenceNet(nn.Module):
         rating: torch.Tensor,
         gap: torch.Tensor,
         lengths: torch.Tensor,
-        start: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(h, c) [B, H] after the first `lengths` events of each padded sequence [B, T], from
-        `start` ([B, H] each) or the learned initial state: a customer's state, moved on."""
+        start: State | None = None,
+    ) -> State:
+        """The served state (h, c) after the first `lengths` events of each padded sequence
+        [B, T], from `start` or the empty state: a customer's state, moved on."""
         emb, _ = self.item_representation(items, side)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            self.step_inputs(emb, rating, gap), lengths.cpu(), batch_first=True,
-            enforce_sorted=False,
-        )
-        b = items.shape[0]
-        h0, c0 = (p.expand(b, -1) for p in (self.h0[0], self.c0[0])) if start is None else start
-        _, (h, c) = self.lstm(packed, (h0[None].contiguous(), c0[None].contiguous()))
-        return h[0], c[0]
+        return self.encoder.advance(self.step_inputs(emb, rating, gap), lengths, start)
 
-    def _initial_state(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The learned start state, or the carried one where a chunk continues its customer."""
-        b = batch["item"].shape[0]
-        h0, c0 = (p.expand(1, b, -1) for p in (self.h0, self.c0))
+    def states_after(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, T, H]: the state after each position of each sequence, from the empty state."""
+        emb, _ = self.item_representation(batch["item"], batch["side"])
+        return self.encoder.along(self.step_inputs(emb, batch["rating"], batch["gap"]))[0]
+
+    def _initial_state(self, batch: dict[str, torch.Tensor]) -> State | None:
+        """The carried state where a chunk continues its customer, else None (the start)."""
         if "carried" not in batch:
-            return h0.contiguous(), c0.contiguous()
-        keep = batch["carried"][None, :, None]
-        return torch.where(keep, batch["h0"][None], h0), torch.where(keep, batch["c0"][None], c0)
+            return None
+        h0, c0 = self.encoder.start(batch["item"].shape[0])
+        keep = batch["carried"][:, None]
+        return torch.where(keep, batch["h0"], h0), torch.where(keep, batch["c0"], c0)
 
     def item_representation(
         self, items: torch.Tensor, side: torch.Tensor
