@@ -16,10 +16,12 @@ refit on train + valid), then predicts every test event twice:
 The peers (the Bayesian FM in regression and ordered probit) fit on train + valid and are
 offline by construction. The ablations of the default `lstm`: `lstm-no-fm` (the network alone),
 `lstm-no-recurrent` (the head never sees the LSTM state), `lstm-untrained` (no epoch: biases,
-fold-in and the FM). `report` gives mean test RMSE over seeds and, for the default against each
-of them, the paired bootstrap 95% interval of the RMSE difference (mean over seeds, events
-resampled), in benchmarks/results/accuracy.{json,md}. Predictions are cached in
-benchmarks/results/accuracy-runs/ (not committed).
+fold-in and the FM). `transformer` is the same model with band self-attention over the latest
+events as its encoder (and `transformer-no-recurrent` its ablation). `report` gives mean test
+RMSE over seeds and, for each pair in COMPARED (the default against each ablation, peer and the
+transformer; the transformer against its ablation), the paired bootstrap 95% interval of the
+RMSE difference (mean over seeds, events resampled), in benchmarks/results/accuracy.{json,md}.
+Predictions are cached in benchmarks/results/accuracy-runs/ (not committed).
 """
 
 from __future__ import annotations
@@ -67,9 +69,17 @@ VARIANTS = {  # label -> run configuration
     "lstm-no-fm": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, factors=False)),
     "lstm-no-recurrent": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, recurrent=False)),
     "lstm-untrained": replace(_DEFAULT, lstm=replace(_DEFAULT.lstm, epochs=0)),
+    "transformer": replace(_DEFAULT, model="transformer"),
+    "transformer-no-recurrent": replace(
+        _DEFAULT, model="transformer",
+        transformer=replace(_DEFAULT.transformer, recurrent=False)),
 }
 PEERS = peers.BAYESIAN_FM
-COMPARED = ("bias", "lstm-no-fm", "lstm-no-recurrent", "lstm-untrained", *PEERS)
+COMPARED = (  # (model, against): the default against each, the transformer against its ablation
+    *(("lstm", label) for label in ("bias", "lstm-no-fm", "lstm-no-recurrent", "lstm-untrained",
+                                    "transformer", *PEERS)),
+    ("transformer", "transformer-no-recurrent"),
+)
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "accuracy-runs"
 
@@ -137,7 +147,8 @@ def report() -> None:
     comparisons = [c for key in {k[:2] for k in runs} for c in _comparisons(key, runs)]
     order = {s: i for i, s in enumerate(SETS)}
     rows.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["model"])))
-    comparisons.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["against"])))
+    comparisons.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["model"]),
+                                    _rank(r["against"])))
     (RESULTS / "accuracy.json").write_text(json.dumps({"rows": rows,
                                                        "comparisons": comparisons}, indent=2))
     (RESULTS / "accuracy.md").write_text(markdown(rows, comparisons))
@@ -179,16 +190,16 @@ def _mean(runs: list[dict], needs: str, value) -> float:
 
 
 def _comparisons(key: tuple, runs: dict) -> list[dict]:
-    """The default against each compared model on the seeds both ran: paired intervals."""
-    base = runs.get((*key, "lstm"))
+    """Each compared pair on the seeds both ran: paired intervals."""
     out = []
-    for label in COMPARED:
-        other = runs.get((*key, label))
+    for model, label in COMPARED:
+        base, other = runs.get((*key, model)), runs.get((*key, label))
         if base is None or other is None:
             continue
         seeds = sorted(set(base) & set(other))
         truth = base[seeds[0]]["truth"]
-        entry = {"data": key[0], "protocol": key[1], "against": label, "seeds": seeds}
+        entry = {"data": key[0], "protocol": key[1], "model": model, "against": label,
+                 "seeds": seeds}
         for history in ("offline", "online"):
             mine = np.stack([base[s][history] for s in seeds])
             theirs = np.stack([other[s][history] for s in seeds])
@@ -223,16 +234,17 @@ def markdown(rows: list[dict], comparisons: list[dict]) -> str:
             f"{r['offline_rps']:.4f} ({r['shares_rps']:.4f}) | {r['valid_rmse']:.4f} | "
             f"{r['best_epochs']} | {r['fit_seconds']:.1f} |")
     lines += [
-        "", "lstm minus the model named, test RMSE (and the balanced reading's macro-MAE), mean "
-        "over seeds, paired bootstrap 95% interval (negative: lstm is better):", "",
-        "| data | protocol | against | seeds | offline diff [95%] | online diff [95%] "
+        "", "model minus the one it is against, test RMSE (and the balanced reading's macro-MAE), "
+        "mean over seeds, paired bootstrap 95% interval (negative: the model is better):", "",
+        "| data | protocol | model | against | seeds | offline diff [95%] | online diff [95%] "
         "| balanced macro-MAE diff [95%] |",
-        "|---|---|---|---|---:|---:|---:|",
+        "|---|---|---|---|---|---:|---:|---:|",
     ]
     for c in comparisons:
         cells = [f"{c[f'{h}_diff']:+.4f} [{c[f'{h}_ci95'][0]:+.4f}, {c[f'{h}_ci95'][1]:+.4f}]"
                  if f"{h}_diff" in c else "" for h in ("offline", "online", "balanced")]
-        lines.append(f"| {c['data'].split('.')[0]} | {c['protocol']} | {c['against']} | "
+        lines.append(f"| {c['data'].split('.')[0]} | {c['protocol']} | {c['model']} | "
+                     f"{c['against']} | "
                      f"{c['seeds']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 

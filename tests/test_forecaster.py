@@ -7,6 +7,7 @@ import pytest
 from starcast import MODELS, Forecaster, ModelFormatError, NotFittedError
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
+from starcast.forecaster import FORMAT_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def split():
     return split_events(data.events, "time")
 
 
-QUICK = {"mf": 2, "seed": 2, "lstm": 2}
+QUICK = {"mf": 2, "seed": 2, "lstm": 2, "transformer": 2}
 
 
 def fitted(name, split, seed=0):
@@ -57,6 +58,7 @@ def test_unfitted_and_bad_model_dir(tmp_path):
 def test_load_refuses_other_format_version(split, tmp_path):
     fitted("bias", split).save(tmp_path)
     meta = tmp_path / "model.json"
-    meta.write_text(meta.read_text().replace('"format_version": 1', '"format_version": 99'))
+    version = f'"format_version": {FORMAT_VERSION}'
+    meta.write_text(meta.read_text().replace(version, '"format_version": 99'))
     with pytest.raises(ModelFormatError, match="version 99"):
         Forecaster.load(tmp_path)

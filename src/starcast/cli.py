@@ -300,7 +300,9 @@ def train(
     split_protocol: Annotated[
         str, typer.Option("--split", help="loo | time (with --data)")
     ] = "time",
-    model: Annotated[str | None, typer.Option(help="lstm | seed | bias | mf | mean")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="lstm | transformer | seed | bias | mf | mean")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the training run.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the epoch count.")] = None,
     device: Annotated[
@@ -453,7 +455,9 @@ def evaluate(
 def benchmark(
     data: Annotated[Path, typer.Option(help="Raw reviews (any supported format).")],
     split_protocol: Annotated[str, typer.Option("--split", help="loo | time")] = "time",
-    models: Annotated[str, typer.Option(help="Comma-separated models.")] = "bias,mf,seed,lstm",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated models.")
+    ] = "bias,mf,seed,lstm,transformer",
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for tables and plot.")] = Path(
         "benchmark"
     ),

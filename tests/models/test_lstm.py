@@ -57,26 +57,3 @@ def test_item_side_recurrent_state_trains_predicts_and_persists(tmp_path) -> Non
     assert model.model_.log_.best_epoch == 2  # the trained item GRU is what predicts
     loaded = Forecaster.load(model.save(tmp_path / "m"))
     assert loaded.predict(history, split.test).equals(out)
-
-
-def test_prediction_from_history_states_equals_one_sequence_per_query() -> None:
-    import torch
-
-    from starcast.features.prefixes import prefix_queries
-    from starcast.training.trainer import predict_last
-
-    data = generate(SynthConfig(users=150, items=60, events=3_000, seed=6))
-    split = split_events(data.events, "time")
-    known = pl.concat([split.train, split.valid])
-    model = Forecaster("lstm", seed=0, epochs=2).fit(known, None).model_
-    everything = pl.concat([known, split.test])  # the test events see themselves: own visible
-    for history in (known, everything, known.clear()):
-        queries = split.test.select("user", "item", "ts")
-        fast = model._network_estimate(history, queries).mean
-        seqs = model._query_sequences(history, queries)
-        slow = predict_last(model.net_, seqs, torch.device("cpu"))[0]
-        assert np.abs(fast - slow).max() < 1e-6
-    # every test query's own event is in `everything`: mostly the last visible one, read from
-    # the state just before it; the rest (a same-second event after it) got their own sequence
-    marked = prefix_queries(model._with_index(everything), model._with_index(split.test))
-    assert 0 < (~marked.own_visible).sum() and (marked.pos >= 0).any()

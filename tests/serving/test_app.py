@@ -20,12 +20,14 @@ from starcast.serving.store import Store
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """A trained lstm (no valid: every epoch runs, so the recurrent state matters)."""
+def trained(request):
+    """A trained lstm, or the model a test names (no valid: every epoch runs, so the
+    sequence state matters)."""
     data = generate(SynthConfig(users=120, items=50, events=3_000, seed=7))
     split = split_events(data.events, "time")
     known = pl.concat([split.train, split.valid])
-    model = Forecaster("lstm", seed=0, epochs=2).fit(known, None, data.items)
+    name = getattr(request, "param", "lstm")
+    model = Forecaster(name, seed=0, epochs=2).fit(known, None, data.items)
     assert model.model_.log_.best_epoch == 2
     return model, known, split.test
 
@@ -46,6 +48,7 @@ def later_queries(history, test):
     ).head(200)
 
 
+@pytest.mark.parametrize("trained", ["lstm", "transformer"], indirect=True)
 def test_posted_history_predicts_as_batch_predict(trained, tmp_path) -> None:
     model, history, test = trained
     api = client(model, tmp_path / "s.db")
@@ -65,6 +68,7 @@ def test_posted_history_predicts_as_batch_predict(trained, tmp_path) -> None:
     assert [p["balanced"] for p in served] == batch["balanced"].to_list()
 
 
+@pytest.mark.parametrize("trained", ["lstm", "transformer"], indirect=True)
 def test_state_init_from_history_predicts_as_batch_predict(trained, tmp_path) -> None:
     model, history, test = trained
     online = OnlineForecaster(model, Store(tmp_path / "s.db"))
@@ -87,6 +91,7 @@ def test_retries_are_idempotent_and_reused_ids_refused(trained, tmp_path) -> Non
     assert api.post("/v1/events", json={"events": [clash]}).status_code == 409
 
 
+@pytest.mark.parametrize("trained", ["lstm", "transformer"], indirect=True)
 def test_an_older_event_is_refused_whole_and_rebuild_replays(trained, tmp_path) -> None:
     model, _, _ = trained
     api = client(model, tmp_path / "s.db")
@@ -167,6 +172,7 @@ def test_oversized_requests_get_413(trained, tmp_path) -> None:
     assert api.get("/v1/users/u").json()["events"] == 0
 
 
+@pytest.mark.parametrize("trained", ["lstm", "transformer"], indirect=True)
 def test_rated_pairs_answer_as_batch_predict_which_hides_their_own_rating(trained, tmp_path):
     model, history, _ = trained
     api = client(model, tmp_path / "s.db")

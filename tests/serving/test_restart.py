@@ -50,10 +50,11 @@ def events_json(frame):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_killed_server_loses_no_acknowledged_event(tmp_path) -> None:
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_killed_server_loses_no_acknowledged_event(tmp_path, name) -> None:
     data = generate(SynthConfig(users=150, items=60, events=4_000, seed=9))
     events = data.events.sort(["ts", "user", "item"])
-    model = Forecaster("lstm", seed=0, epochs=1).fit(events, None)
+    model = Forecaster(name, seed=0, epochs=1).fit(events, None)
     model.save(tmp_path / "model")
     state, port = tmp_path / "state.db", free_port()
     process, url = start(tmp_path / "model", state, port)
