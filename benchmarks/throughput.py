@@ -1,15 +1,17 @@
-"""Training events per second of `lstm` against `seed`, and batch prediction throughput, in one run.
+"""Training events per second of `lstm` and `transformer` against `seed`, and batch prediction
+throughput, in one run.
 
     .venv/bin/python benchmarks/throughput.py [--events 100000] [--epochs 3] [--repeats 3]
 
-Both models train on the same synthetic `time` split with 1 torch thread; `lstm` costs one LSTM
-step per event, `seed` ten per training window. Two speeds per model: the training loop's
-(events, or windows, per second of epoch time: what N vs 10N steps buys) and the whole fit's
-(ALS warm start, feature building and vocabularies included). Torch's lazily imported optimiser
-machinery is loaded before either clock starts, so neither pays it.
-The machine is shared and noisy: the models are measured `--repeats` times, interleaved, and
-the medians (of speeds and of the per-repeat ratios) are recorded with every run.
-Written to benchmarks/results/throughput.json.
+The models train on the same synthetic `time` split with 1 torch thread; `lstm` costs one LSTM
+step per event, `transformer` one band-attention step per event over up to `context` earlier
+ones (and each training chunk repeats its `context` predecessors), `seed` ten per window. Two
+speeds per model: the training loop's (events, or windows, per second of epoch time: what N vs
+10N steps buys) and the whole fit's (ALS warm start, feature building and vocabularies
+included). Torch's lazily imported optimiser machinery is loaded before either clock starts, so
+neither pays it. The machine is shared and noisy: the models are measured `--repeats` times,
+interleaved, and the medians (of speeds and of the per-repeat ratios) are recorded with every
+run. Written to benchmarks/results/throughput.json.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def main() -> None:
     }
     history = pl.concat([split.train, split.valid])
     torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # the one-off import, off the clock
-    runs: dict[str, list[dict]] = {"lstm": [], "seed": []}
+    runs: dict[str, list[dict]] = {"lstm": [], "transformer": [], "seed": []}
     for _ in range(args.repeats):  # interleaved, so both meet the same machine load
         for name in runs:
             runs[name].append(_measure(name, split, history, args.epochs))
@@ -58,10 +60,11 @@ def main() -> None:
     for name, measured in runs.items():
         result[name] = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
         result[name]["runs"] = measured
-    for speed in ("loop_events_per_second", "fit_events_per_second"):
-        ratios = [a[speed] / b[speed] for a, b in zip(runs["lstm"], runs["seed"], strict=True)]
-        result[f"lstm_over_seed_{speed}"] = statistics.median(ratios)
-        result[f"lstm_over_seed_{speed}_per_repeat"] = ratios
+    for name in ("lstm", "transformer"):
+        for speed in ("loop_events_per_second", "fit_events_per_second"):
+            ratios = [a[speed] / b[speed] for a, b in zip(runs[name], runs["seed"], strict=True)]
+            result[f"{name}_over_seed_{speed}"] = statistics.median(ratios)
+            result[f"{name}_over_seed_{speed}_per_repeat"] = ratios
     OUT.mkdir(exist_ok=True)
     (OUT / "throughput.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k not in runs}, indent=2))

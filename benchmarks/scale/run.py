@@ -1,6 +1,7 @@
-"""Time and peak memory of the default lstm as data grows: 1M, 3M, 10M synthetic events.
+"""Time and peak memory of a model as data grows: 1M, 3M, 10M synthetic events.
 
     .venv/bin/python benchmarks/scale/run.py [--sizes 1000000,3000000,10000000]
+        [--models lstm] [--out benchmarks/scale/results.json]
 
 For each size (users = events / 10, items = events / 50, as the issue's reference workload):
 `starcast data synth`, then `starcast train --data events.parquet --split time --epochs 1`
@@ -38,21 +39,24 @@ print(queries.height, time.perf_counter() - start)
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000000,3000000,10000000")
+    parser.add_argument("--models", default="lstm", help="comma-separated, one run each")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     rows = []
     for size in map(int, args.sizes.split(",")):
-        rows.append(_one(size))
-        print(json.dumps(rows[-1]), flush=True)
-        OUT.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=2))
+        for model in args.models.split(","):
+            rows.append({"model": model} | _one(size, model))
+            print(json.dumps(rows[-1]), flush=True)
+            args.out.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=2))
 
 
-def _one(size: int) -> dict:
+def _one(size: int, model: str = "lstm") -> dict:
     work = Path(tempfile.mkdtemp())
     data = work / "events.parquet"
     synth = _run(["data", "synth", "--users", size // 10, "--items", size // 50,
                   "--events", size, "--out", data])
     train = _run(["train", "--data", data, "--split", "time", "--epochs", "1",
-                  "--out", work / "model"])
+                  "--model", model, "--out", work / "model"])
     predict = _python(PREDICT, data, work / "model")
     queries, seconds = predict["stdout"].split()
     return {"events": size, "synth_seconds": synth["seconds"], "synth_peak_gb": synth["peak_gb"],

@@ -1,10 +1,11 @@
 """Drive a running starcast service over loopback with a bounded load; record latency and rate.
 
     .venv/bin/python benchmarks/serve/run.py [--events 100000] [--requests 400]
+        [--workers 1,2] [--models lstm,transformer]
 
-It trains a model on synthetic data, starts `starcast serve` with the states computed from the
-history (`--history`), with 1 and then 2 worker processes (`--workers`), and for each, for
-concurrency 1, 8 and 32, sends a fixed number of requests of
+For each model (`--models`) it trains on synthetic data, starts `starcast serve` with the
+states computed from the history (`--history`), with 1 and then 2 worker processes
+(`--workers`), and for each, for concurrency 1, 8 and 32, sends a fixed number of requests of
 each kind: predict with 1 query, predict with 100, and events (1 and 100 per request, every
 worker posting its own users in time order). One more measures a single predict of 10,000
 queries. Results: benchmarks/serve/results.json, with the machine they ran on.
@@ -38,26 +39,29 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--workers", default="1,2", help="server processes, one run each")
+    parser.add_argument("--models", default="lstm", help="comma-separated, one run each")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     data = generate(SynthConfig(users=args.events // 25, items=args.events // 100,
                                 events=args.events, seed=0))
-    Forecaster("lstm", seed=0, epochs=1).fit(data.events, None).save(work / "model")
     data.events.write_parquet(work / "history.parquet")
     result = {"machine": _machine(), "history_events": args.events,
               "requests_per_level": args.requests, "runs": []}
-    for workers in map(int, args.workers.split(",")):
-        RATED.clear()
-        RATED.update(data.events.select("user", "item").iter_rows())
-        (work / "state.db").unlink(missing_ok=True)
-        server, url = _start(work, workers)
-        try:
-            result["runs"].append({"workers": workers, "levels": _measure(url, data, args),
-                                   "batch_10000": _big_batch(url, data)})
-        finally:
-            server.terminate()
-            server.wait()
-        OUT.write_text(json.dumps(result, indent=2))
+    for model in args.models.split(","):
+        Forecaster(model, seed=0, epochs=1).fit(data.events, None).save(work / "model")
+        for workers in map(int, args.workers.split(",")):
+            RATED.clear()
+            RATED.update(data.events.select("user", "item").iter_rows())
+            (work / "state.db").unlink(missing_ok=True)
+            server, url = _start(work, workers)
+            try:
+                result["runs"].append({"model": model, "workers": workers,
+                                       "levels": _measure(url, data, args),
+                                       "batch_10000": _big_batch(url, data)})
+            finally:
+                server.terminate()
+                server.wait()
+            OUT.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -148,15 +148,16 @@ class SequenceConfig:
     dropout: float = 0.3
     item_dropout: float = 0.05  # share of item ids replaced by the cold bucket while training
     min_count: int = 1  # items seen fewer times in training share the cold bucket
-    # training cuts longer customers into chunks of this many events; a chunk starts from the
-    # state its predecessor ended in (truncated back-propagation); prediction reads everything
+    # training cuts longer customers into chunks of this many target events; an lstm chunk
+    # starts from the state its predecessor ended in (truncated back-propagation), a
+    # transformer chunk re-reads its `context` predecessors; prediction reads everything
     max_len: int = 200
     # item-side recurrent state: a GRU over the item's latest `item_window` ratings before each
     # event (0: off) with `item_hidden` units
     item_window: int = 0
     item_hidden: int = 16
-    # False: the head never sees the customer's LSTM state (zeros instead), the ablation that
-    # measures what the recurrent part adds (benchmarks/accuracy.py)
+    # False: the head never sees the customer's sequence state (zeros instead), the ablation
+    # that measures what the recurrent (or attention) part adds (benchmarks/accuracy.py)
     recurrent: bool = True
     # a Bayesian factorization machine beside the network (regression head only): the
     # prediction moves from the network's toward the FM's by a weight fitted on valid

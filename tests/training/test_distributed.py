@@ -145,15 +145,16 @@ def test_two_gloo_processes_keep_identical_weights_close_to_one_process(events, 
         assert np.isfinite(mine["loss"])
 
 
-def test_train_nproc_writes_a_model_that_loads_and_predicts(events, tmp_path) -> None:
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_train_nproc_writes_a_model_that_loads_and_predicts(events, tmp_path, name) -> None:
     out = tmp_path / "m"
     done = subprocess.run(
         [sys.executable, "-m", "starcast", "train", "--data", str(events), "--split", "time",
-         "--epochs", "2", "--out", str(out), "--nproc", "2"],
+         "--epochs", "2", "--out", str(out), "--nproc", "2", "--model", name],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("lstm model ->") == 1  # one rank speaks
+    assert done.stdout.count(f"{name} model ->") == 1  # one rank speaks
     parts = split_events(pl.read_parquet(events), "time")
     loaded = Forecaster.load(out)
     predictions = loaded.predict(pl.concat([parts.train, parts.valid]), parts.test)
@@ -162,7 +163,7 @@ def test_train_nproc_writes_a_model_that_loads_and_predicts(events, tmp_path) ->
     rmse = float(np.sqrt(np.mean((predictions["prediction"].to_numpy() - truth) ** 2)))
     known = pl.concat([parts.train, parts.valid])["rating"].mean()
     assert rmse < float(np.sqrt(np.mean((known - truth) ** 2))) - 0.05  # beats the global mean
-    assert json.loads((out / "model.json").read_text())["config"]["model"] == "lstm"
+    assert json.loads((out / "model.json").read_text())["config"]["model"] == name
 
 
 def test_other_models_refuse_to_train_under_several_processes(monkeypatch) -> None:

@@ -39,6 +39,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        # oneDNN has no bfloat16 LSTM kernel for such a CPU: it would fail mid-training
+        raise ConfigError("precision 'bf16' needs a CPU with bfloat16 instructions (AVX512-BF16 "
+                          "or AMX) or a CUDA device; this one has none: use fp32")
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+def cpu_has_bf16() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
