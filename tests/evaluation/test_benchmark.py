@@ -3,6 +3,7 @@
 import polars as pl
 import pytest
 
+from starcast.config import LSTMConfig, StarcastConfig, TransformerConfig
 from starcast.data.readers import read_events
 from starcast.data.schema import RatingScale
 from starcast.data.splits import split_events
@@ -84,3 +85,15 @@ def test_the_probit_fm_read_the_balanced_way_reproduces_the_published_macro_mae(
     costs = StarCosts.inverse_share(star_shares(known["rating"].to_numpy(), 1.0, 5))
     balanced = costs.balanced(out.probabilities, 1.0)
     assert abs(macro_mae(split.test["rating"].to_numpy(), balanced) - 1.5044) < 5e-3
+
+
+def test_sequence_models_report_their_training_speed(split) -> None:
+    history = pl.concat([split.train, split.valid])
+    config = StarcastConfig(lstm=LSTMConfig(factors=False, epochs=1),
+                            transformer=TransformerConfig(factors=False, epochs=1))
+    rows = run_benchmark(split, ["bias", "lstm", "transformer"], history, with_peers=False,
+                         config=config)
+    speeds = {r["model"]: r["train_events_per_second"] for r in rows}
+    assert speeds["bias"] is None
+    assert speeds["lstm"] > 0 and speeds["transformer"] > 0
+    assert "train_events_per_second" in markdown(rows)

@@ -22,7 +22,7 @@ from starcast.jsonsafe import finite
 from starcast.models.stars import StarCosts, star_shares
 
 COLUMNS = ("model", "rmse", "mae", "macro_mae", "balanced_macro_mae", "fit_seconds",
-           "predictions_per_second")
+           "train_events_per_second", "predictions_per_second")
 
 
 def run_benchmark(
@@ -50,7 +50,8 @@ def run_benchmark(
         pred = forecaster.predict(history, split.test)
         balanced = pred["balanced"].to_numpy() if "balanced" in pred.columns else None
         rows.append(_row(name, truth, pred["prediction"].to_numpy(), balanced, fitted,
-                         time.perf_counter() - start))
+                         time.perf_counter() - start)
+                    | {"train_events_per_second": _training_speed(forecaster)})
     names = peers.installed() if with_peers is None else list(peers.PEERS) if with_peers else []
     missing = sorted({peers.LIBRARY[n] for n in names if not peers.available(n)})
     if missing:
@@ -69,13 +70,22 @@ def run_benchmark(
     return rows
 
 
+def _training_speed(forecaster: Forecaster) -> float | None:
+    """Training events per second of the model's training loop (None: it has none)."""
+    model = forecaster.model_
+    speed = model.log_.events_per_second if hasattr(model, "log_") else getattr(
+        model, "events_per_second_", None)
+    return speed or None
+
+
 def _row(name: str, truth: np.ndarray, pred: np.ndarray, balanced: np.ndarray | None,
          fit: float, predict: float) -> dict:
     metrics = summary(truth, pred)
     return {"model": name, "rmse": metrics["rmse"], "mae": metrics["mae"],
             "macro_mae": metrics["macro_mae"],
             "balanced_macro_mae": None if balanced is None else macro_mae(truth, balanced),
-            "fit_seconds": fit, "predictions_per_second": len(truth) / max(predict, 1e-9)}
+            "fit_seconds": fit, "train_events_per_second": None,
+            "predictions_per_second": len(truth) / max(predict, 1e-9)}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
