@@ -1,13 +1,13 @@
 """Time and peak memory of a model as data grows: 1M, 3M, 10M synthetic events.
 
     .venv/bin/python benchmarks/scale/run.py [--sizes 1000000,3000000,10000000]
-        [--models lstm] [--out benchmarks/scale/results.json]
+        [--models lstm] [--epochs 1|default] [--out benchmarks/scale/results.json]
 
 For each size (users = events / 10, items = events / 50, as the issue's reference workload):
 `starcast data synth`, then `starcast train --data events.parquet --split time --epochs 1`
-and a batch prediction of up to 1,000,000 queries (the test split, history = train + valid),
-each in its own process so that its peak resident memory is its own. Written to
-benchmarks/scale/results.json.
+(`--epochs default`: the model's own early-stopped schedule) and a batch prediction of up to
+1,000,000 queries (the test split, history = train + valid) with its test RMSE and macro-MAE,
+each in its own process so that its peak resident memory is its own. Written to `--out`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ split = split_events(events, "time")
 queries = split.test.head(1_000_000)
 model = Forecaster.load(sys.argv[2])
 start = time.perf_counter()
-model.predict(pl.concat([split.train, split.valid]), queries)
-print(queries.height, time.perf_counter() - start)
+pred = model.predict(pl.concat([split.train, split.valid]), queries)
+seconds = time.perf_counter() - start
+from starcast.evaluation.metrics import summary
+scores = summary(queries["rating"].to_numpy(), pred["prediction"].to_numpy())
+print(queries.height, seconds, scores["rmse"], scores["macro_mae"])
 """
 
 
@@ -41,28 +44,31 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000,3000000,10000000")
     parser.add_argument("--models", default="lstm", help="comma-separated, one run each")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--epochs", default="1", help="an epoch count, or 'default'")
     args = parser.parse_args()
     rows = []
     for size in map(int, args.sizes.split(",")):
         for model in args.models.split(","):
-            rows.append({"model": model} | _one(size, model))
+            rows.append({"model": model, "epochs": args.epochs} | _one(size, model, args.epochs))
             print(json.dumps(rows[-1]), flush=True)
             args.out.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=2))
 
 
-def _one(size: int, model: str = "lstm") -> dict:
+def _one(size: int, model: str = "lstm", epochs: str = "1") -> dict:
     work = Path(tempfile.mkdtemp())
     data = work / "events.parquet"
     synth = _run(["data", "synth", "--users", size // 10, "--items", size // 50,
                   "--events", size, "--out", data])
-    train = _run(["train", "--data", data, "--split", "time", "--epochs", "1",
-                  "--model", model, "--out", work / "model"])
+    epoch_count = [] if epochs == "default" else ["--epochs", epochs]
+    train = _run(["train", "--data", data, "--split", "time", *epoch_count, "--model", model,
+                  "--out", work / "model"])
     predict = _python(PREDICT, data, work / "model")
-    queries, seconds = predict["stdout"].split()
+    queries, seconds, rmse, macro = predict["stdout"].split()
     return {"events": size, "synth_seconds": synth["seconds"], "synth_peak_gb": synth["peak_gb"],
             "train_seconds": train["seconds"], "train_peak_gb": train["peak_gb"],
             "predict_queries": int(queries), "predict_seconds": float(seconds),
-            "predict_process_peak_gb": predict["peak_gb"]}
+            "predict_process_peak_gb": predict["peak_gb"], "test_rmse": float(rmse),
+            "test_macro_mae": float(macro)}
 
 
 def _run(args: list) -> dict:
