@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/accuracy.py run --seed 0      # one seed (run seeds in parallel)
     .venv/bin/python benchmarks/accuracy.py run --seed 1 --only lstm,lstm-no-fm
     .venv/bin/python benchmarks/accuracy.py report            # tables from every run so far
+    .venv/bin/python benchmarks/accuracy.py report --name lstm-vs-transformer   # another file
 
 Data: the shared Amazon sets and a synthetic set (customers with autocorrelated ratings), both
 split protocols. Each starcast model fits on train with its defaults (early stopping on valid,
@@ -138,7 +139,7 @@ def _measure(label: str, split, seed: int) -> dict:
     return out | {"truth": truth}
 
 
-def report() -> None:
+def report(out: str = "accuracy") -> None:
     runs: dict[tuple, dict[int, dict]] = {}
     for path in sorted(RUNS.glob("*.npz")):
         name, protocol, label, seed = path.stem.rsplit(".", 3)
@@ -149,9 +150,9 @@ def report() -> None:
     rows.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["model"])))
     comparisons.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["model"]),
                                     _rank(r["against"])))
-    (RESULTS / "accuracy.json").write_text(json.dumps({"rows": rows,
-                                                       "comparisons": comparisons}, indent=2))
-    (RESULTS / "accuracy.md").write_text(markdown(rows, comparisons))
+    (RESULTS / f"{out}.json").write_text(json.dumps({"rows": rows,
+                                                     "comparisons": comparisons}, indent=2))
+    (RESULTS / f"{out}.md").write_text(markdown(rows, comparisons))
 
 
 def _rank(label: str) -> int:
@@ -255,11 +256,13 @@ def main() -> None:
     runner = sub.add_parser("run")
     runner.add_argument("--seed", type=int, default=0)
     runner.add_argument("--only", default=None, help="comma-separated labels")
-    sub.add_parser("report")
+    for command in (runner, sub.add_parser("report")):
+        command.add_argument("--name", default="accuracy",
+                             help="the tables' file name in benchmarks/results/")
     args = parser.parse_args()
     if args.command == "run":
         run(args.seed, args.only.split(",") if args.only else None)
-    report()
+    report(args.name)
 
 
 if __name__ == "__main__":
