@@ -255,12 +255,18 @@ def test_train_settings_are_checked_before_any_data_is_read(tmp_path, args, mess
     assert isinstance(result.exception, StarcastError) and message in str(result.exception)
 
 
-def test_bad_config_values_are_named(tmp_path):
+@pytest.mark.parametrize(("table", "message"), [
+    ("[lstm]\ndropout = 3.0\n", "lstm.dropout must be in [0, 1), got 3.0"),
+    ("[transformer]\ndropout = 3.0\n", "transformer.dropout must be in [0, 1), got 3.0"),
+    ("[transformer]\nheads = 3\n", "transformer.hidden (32) must be a multiple of"),
+    ("[transformer]\ncontext = 0\n", "transformer.context must be at least 1"),
+])
+def test_bad_config_values_are_named(tmp_path, table, message):
     config = tmp_path / "c.toml"
-    config.write_text('[lstm]\ndropout = 3.0\n')
+    config.write_text(table)
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "x"), "--out",
                                  str(tmp_path / "m"), "--config", str(config)])
-    assert "lstm.dropout must be in [0, 1), got 3.0" in str(result.exception)
+    assert message in str(result.exception)
 
 
 def test_training_ends_with_a_summary_and_predict_warns_without_history(tmp_path):

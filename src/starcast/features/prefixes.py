@@ -1,7 +1,7 @@
-"""Queries answered from states along their users' histories: one LSTM pass per user.
+"""Queries answered from states along their users' histories: one encoder pass per user.
 
 Instead of one sequence per query (the user's visible history, then the query), every user's
-history runs once; a query reads the state after its last visible event. The LSTM is causal,
+history runs once; a query reads the state after its last visible event. The encoder is causal,
 so that state is the one the query's own sequence would end in. Cost: the history once, plus
 the queries, not queries x history.
 

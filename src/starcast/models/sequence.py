@@ -180,7 +180,7 @@ class SequenceModel(TrainedModel):
     def _prepared(self, history: pl.DataFrame, queries: pl.DataFrame) -> Callable:
         """Everything about the queries but the network, computed once: net -> (mean, probs).
 
-        Most queries read the state along their user's history (one LSTM pass per user);
+        Most queries read the state along their user's history (one encoder pass per user);
         those whose own event hides inside it, or with item windows, get their own sequence.
         """
         if self.config.item_window > 0:  # per-query item windows: every query its own sequence
