@@ -148,9 +148,12 @@ def test_two_gloo_processes_keep_identical_weights_close_to_one_process(events, 
 @pytest.mark.parametrize("name", ["lstm", "transformer"])
 def test_train_nproc_writes_a_model_that_loads_and_predicts(events, tmp_path, name) -> None:
     out = tmp_path / "m"
+    config = tmp_path / "short-fm.toml"  # the FM beside the network, in a short chain
+    config.write_text(f"[{name}.fm]\niterations = 30\nburn_in = 10\n")
     done = subprocess.run(
         [sys.executable, "-m", "starcast", "train", "--data", str(events), "--split", "time",
-         "--epochs", "2", "--out", str(out), "--nproc", "2", "--model", name],
+         "--epochs", "2", "--out", str(out), "--nproc", "2", "--model", name,
+         "--config", str(config)],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -163,7 +166,8 @@ def test_train_nproc_writes_a_model_that_loads_and_predicts(events, tmp_path, na
     rmse = float(np.sqrt(np.mean((predictions["prediction"].to_numpy() - truth) ** 2)))
     known = pl.concat([parts.train, parts.valid])["rating"].mean()
     assert rmse < float(np.sqrt(np.mean((known - truth) ** 2))) - 0.05  # beats the global mean
-    assert json.loads((out / "model.json").read_text())["config"]["model"] == name
+    saved = json.loads((out / "model.json").read_text())["config"]
+    assert saved["model"] == name and saved[name]["fm"]["iterations"] == 30
 
 
 def test_other_models_refuse_to_train_under_several_processes(monkeypatch) -> None:
