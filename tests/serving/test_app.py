@@ -58,11 +58,14 @@ def test_posted_history_predicts_as_batch_predict(trained, tmp_path) -> None:
         assert reply.status_code == 200, reply.text
     queries = later_queries(history, test)
     served = api.post("/v1/predict", json={"queries": queries.to_dicts()}).json()["predictions"]
-    batch = model.predict(history, queries)
+    assert_as_batch(served, model.predict(history, queries))
+
+
+def assert_as_batch(served: list[dict], batch: pl.DataFrame) -> None:
+    """Served answers equal batch predict's: point, cold flag, star probabilities, balanced."""
     got = np.array([p["prediction"] for p in served])
     assert np.abs(got - batch["prediction"].to_numpy()).max() < 1e-5
     assert [p["cold"] for p in served] == batch["cold"].to_list()
-    # the calibrated star probabilities and the balanced reading too
     stars = batch.select(f"p{k}" for k in range(1, 6)).to_numpy()
     assert np.abs(np.array([p["probabilities"] for p in served]) - stars).max() < 1e-5
     assert [p["balanced"] for p in served] == batch["balanced"].to_list()
@@ -183,9 +186,16 @@ def test_rated_pairs_answer_as_batch_predict_which_hides_their_own_rating(traine
     ts = int(history["ts"].max()) + 3600
     rated = pl.concat([head.head(100), tail.head(100)]).select(
         "user", "item", pl.lit(ts).alias("ts"))  # rated in the initial history, then posted
-    served = api.post("/v1/predict", json={"queries": rated.to_dicts()}).json()["predictions"]
-    got = np.array([p["prediction"] for p in served])
-    assert np.abs(got - model.predict(history, rated)["prediction"].to_numpy()).max() < 1e-5
+    unrated = rated.with_columns(pl.col("item").shift(1, fill_value="new-item"))
+    past = rated.head(20).with_columns(pl.lit(int(head["ts"].min())).alias("ts"))
+    queries = pl.concat([rated, unrated, past])  # one request: current, unrated, in the past
+    served = api.post("/v1/predict", json={"queries": queries.to_dicts()}).json()["predictions"]
+    assert_as_batch(served, model.predict(history, queries))
+    # a current rated pair is answered from the states replayed without it, not in batch
+    online = OnlineForecaster(model, Store(tmp_path / "s.db"))
+    online._batch = lambda queries: pytest.fail(f"batch path for {queries.height} queries")
+    one = online.predict(rated.tail(1))
+    assert one["prediction"][0] == pytest.approx(served[len(rated) - 1]["prediction"], abs=1e-5)
 
 
 def test_a_state_file_from_an_earlier_layout_is_refused_by_name(tmp_path) -> None:

@@ -289,10 +289,11 @@ class OnlineForecaster:
                   for ts, seq, rating in reversed(latest)]
         return ItemState(n, last, float(resid), recent)
 
-    def _replay(self, db: sqlite3.Connection, user: str) -> UserState:
+    def _replay(self, db: sqlite3.Connection, user: str, without: str | None = None) -> UserState:
+        """The user's state from the stored events (less the one of item `without`)."""
         rows = db.execute(
-            "SELECT user, item, rating, ts FROM events WHERE user = ? ORDER BY ts, item, seq",
-            (user,),
+            "SELECT user, item, rating, ts FROM events WHERE user = ? AND item IS NOT ? "
+            "ORDER BY ts, item, seq", (user, without),
         ).fetchall()
         states = self._final_states(_frame(rows))
         return states.get(user, UserState())
@@ -375,19 +376,48 @@ class OnlineForecaster:
         u = np.array([pos_u[n] for n in user_ids], dtype=np.int64)
         i = np.array([pos_i[n] for n in item_ids], dtype=np.int64)
         index = np.array([self._index.get(n, COLD) for n in item_ids], dtype=np.int64)
-        out = self._served(u_states, i_states, u, i, index, user_ids, item_ids, ts)
-        unknown = np.array([s.n == 0 and n not in self._trained_users
-                            for n, s in zip(names_u, u_states, strict=True)], dtype=bool)
-        out.cold = (index == COLD) | unknown[u]
-        rated = _rated(user_ids, item_ids, users)
-        exact = ((ts >= np.array([_last(s) for s in u_states])[u])
-                 & (ts >= np.array([_last(s) for s in i_states])[i]) & ~rated)
-        if not exact.all():  # the stored state is not what these queries may see
-            rows = np.flatnonzero(~exact)
+        out = self._flagged(names_u, u_states, i_states, u, i, index, user_ids, item_ids, ts)
+        current = ((ts >= np.array([_last(s) for s in u_states])[u])
+                   & (ts >= np.array([_last(s) for s in i_states])[i]))
+        rated = current & _rated(user_ids, item_ids, users)
+        if rated.any():  # the stored states hold the query's own pair, which it may not see
+            rows = np.flatnonzero(rated)
+            out.put(rows, self._without_own_pair(rows, user_ids, item_ids, ts, index, items))
+        if not current.all():  # history after the query: the stored states are too new
+            rows = np.flatnonzero(~current)
             asked = _query_frame([user_ids[r] for r in rows], [item_ids[r] for r in rows],
                                  ts[rows])
             out.put(rows, Answers.of(self._batch(asked)))
         return out
+
+    def _flagged(self, names_u: list[str], u_states: list[UserState],
+                 i_states: list[ItemSummary], u: np.ndarray, i: np.ndarray, index: np.ndarray,
+                 user_ids: list[str], item_ids: list[str], ts: np.ndarray) -> Answers:
+        """`_served`, with the cold flags: a new item, or a user with no events who was not
+        in training."""
+        out = self._served(u_states, i_states, u, i, index, user_ids, item_ids, ts)
+        unknown = np.array([s.n == 0 and n not in self._trained_users
+                            for n, s in zip(names_u, u_states, strict=True)], dtype=bool)
+        out.cold = (index == COLD) | unknown[u]
+        return out
+
+    def _without_own_pair(self, rows: np.ndarray, user_ids: list[str], item_ids: list[str],
+                          ts: np.ndarray, index: np.ndarray,
+                          items: dict[str, ItemSummary]) -> Answers:
+        """Queries on pairs the user already rated: the user's state replayed without that
+        event (one encoder pass), the item's summary less it, rather than a batch prediction
+        (about 50 ms a query: the p99 of single predictions)."""
+        db = self.store.db
+        users, asked = [user_ids[r] for r in rows], [item_ids[r] for r in rows]
+        u_states, i_states = [], []
+        for user, item in zip(users, asked, strict=True):
+            (rating,) = db.execute("SELECT rating FROM events WHERE user = ? AND item = ?",
+                                   (user, item)).fetchone()
+            u_states.append(self._replay(db, user, without=item))
+            i_states.append(_less(items[item], self._residual(item, rating)))
+        at = np.arange(len(rows))
+        return self._flagged(users, u_states, i_states, at, at, index[rows], users, asked,
+                             ts[rows])
 
     def _batch(self, queries: pl.DataFrame) -> pl.DataFrame:
         rows = self.store.events_of(users=queries[USER], items=queries[ITEM])
@@ -445,6 +475,14 @@ def _rated(user_ids: list[str], item_ids: list[str], users: dict[str, UserState]
     for name, rows in asked.items():
         out[rows] = users[name].rated_among([f"{SEP}{item_ids[k]}{SEP}" for k in rows])
     return out
+
+
+def _less(item: ItemSummary, residual: float) -> ItemSummary:
+    """The item as a query on one of its events sees it, by batch predict's rule
+    (`features.history.visible_sums`): that event's residual taken out of the sums, the
+    recent window's included, wherever in the item's history the event falls."""
+    return ItemSummary(item.n - 1, item.last_ts, item.resid_sum - residual,
+                       item.recent_sum - residual, item.recent_n - 1)
 
 
 def _last(state: UserState | ItemSummary) -> int:
