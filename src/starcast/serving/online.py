@@ -411,10 +411,10 @@ class OnlineForecaster:
         users, asked = [user_ids[r] for r in rows], [item_ids[r] for r in rows]
         u_states, i_states = [], []
         for user, item in zip(users, asked, strict=True):
-            (rating,) = db.execute("SELECT rating FROM events WHERE user = ? AND item = ?",
-                                   (user, item)).fetchone()
+            own = [self._residual(item, rating) for (rating,) in db.execute(
+                "SELECT rating FROM events WHERE user = ? AND item = ?", (user, item))]
             u_states.append(self._replay(db, user, without=item))
-            i_states.append(_less(items[item], self._residual(item, rating)))
+            i_states.append(_less(items[item], own))
         at = np.arange(len(rows))
         return self._flagged(users, u_states, i_states, at, at, index[rows], users, asked,
                              ts[rows])
@@ -477,12 +477,12 @@ def _rated(user_ids: list[str], item_ids: list[str], users: dict[str, UserState]
     return out
 
 
-def _less(item: ItemSummary, residual: float) -> ItemSummary:
-    """The item as a query on one of its events sees it, by batch predict's rule
-    (`features.history.visible_sums`): that event's residual taken out of the sums, the
-    recent window's included, wherever in the item's history the event falls."""
-    return ItemSummary(item.n - 1, item.last_ts, item.resid_sum - residual,
-                       item.recent_sum - residual, item.recent_n - 1)
+def _less(item: ItemSummary, own: list[float]) -> ItemSummary:
+    """The item as a query on its user's own events of it (residuals `own`) sees it, by
+    batch predict's rule (`features.history.visible_sums`): those events taken out of the
+    sums, the recent window's included, wherever in the item's history they fall."""
+    return ItemSummary(item.n - len(own), item.last_ts, item.resid_sum - sum(own),
+                       item.recent_sum - sum(own), item.recent_n - len(own))
 
 
 def _last(state: UserState | ItemSummary) -> int:
