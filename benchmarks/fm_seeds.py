@@ -23,6 +23,7 @@ from accuracy import DATA, TO_BEAT, events_of
 from starcast import split_events
 from starcast.data.schema import RatingScale
 from starcast.evaluation import peers
+from starcast.evaluation.metrics import rmse
 
 OUT = Path(__file__).parent / "results"
 SETS = ("All_Beauty_5", "Digital_Music_5.partial")
@@ -38,21 +39,17 @@ def measure(seeds: int) -> list[dict]:
             for peer in peers.BAYESIAN_FM:
                 means = [peers.fit_predict(peer, known, split.test, RatingScale(), s).mean
                          for s in range(seeds)]
-                rmse = [_rmse(m, truth) for m in means]
+                scores = [rmse(truth, m) for m in means]
                 rows.append({
                     "data": name, "protocol": protocol, "peer": peer,
-                    "seeds": [42 + s for s in range(seeds)], "rmse": rmse,
-                    "mean": float(np.mean(rmse)), "sd": float(np.std(rmse, ddof=1)),
-                    "seed_42_rank": int(np.argsort(np.argsort(rmse))[0]) + 1,
-                    "averaged": _rmse(np.mean(means, axis=0), truth),
+                    "seeds": [42 + s for s in range(seeds)], "rmse": scores,
+                    "mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1)),
+                    "seed_42_rank": int(np.argsort(np.argsort(scores))[0]) + 1,
+                    "averaged": rmse(truth, np.mean(means, axis=0)),
                     "to_beat": TO_BEAT.get((name, protocol)),
                 })
                 print(json.dumps(rows[-1]), flush=True)
     return rows
-
-
-def _rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((prediction - truth) ** 2)))
 
 
 def markdown(rows: list[dict]) -> str:
