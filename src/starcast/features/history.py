@@ -34,37 +34,56 @@ def visible_sums(
     """Per query, in query order: `n` visible events of its `by` key and `s` the sum of `value`.
 
     With `recent` > 0 also `n_recent`, `s_recent`: the same over the last `recent` visible
-    events (the query's own pair is subtracted wherever it falls, an approximation that can
-    leave one event too few in the window).
+    events, so a training target (whose own event is the latest of its key) and a query on an
+    unrated pair both read the `recent` events before them.
     """
     q = queries.select(USER, ITEM, TS).with_row_index(_Q)
     h = history.select(USER, ITEM, TS, value.cast(pl.Float64).alias("_v"))
     per_event = _running_sums(h, by)
     per_second = per_event.group_by([by, TS], maintain_order=True).last().sort(TS)
-    asof = q.sort(TS).join_asof(
-        per_second, on=TS, by=by, strategy="backward", check_sortedness=False
-    )
-    columns = [
-        (pl.col("n").fill_null(0) - pl.col("own_n")).alias("n"),
-        (pl.col("s").fill_null(0) - pl.col("own_s")).alias("s"),
-    ]
-    if recent:
-        back = per_event.select(by, (pl.col("n") + recent).alias("n"), pl.col("s").alias("s_back"))
-        asof = asof.join(back, on=[by, "n"], how="left")
-        n_recent = pl.min_horizontal(pl.col("n").fill_null(0), recent)
-        columns += [
-            (n_recent - pl.col("own_n")).alias("n_recent"),
-            (pl.col("s").fill_null(0) - pl.col("s_back").fill_null(0) - pl.col("own_s")).alias(
-                "s_recent"
-            ),
-        ]
-    own = _own_pair(q, h)
-    return (
-        asof.join(own, on=_Q, how="left")
-        .with_columns(pl.col("own_n", "own_s").fill_null(0))
+    asof = (
+        q.sort(TS)
+        .join_asof(per_second.select(by, TS, "n", "s"), on=TS, by=by, strategy="backward",
+                   check_sortedness=False)
         .sort(_Q)
-        .select(columns)
+        .with_columns(pl.col("n", "s").fill_null(0))
     )
+    own = _own_events(q, per_event)
+    own_n = np.bincount(own[_Q], minlength=q.height).astype(np.float64)
+    own_s = np.bincount(own[_Q], weights=own["_v"], minlength=q.height)
+    n, s = asof["n"].to_numpy(), asof["s"].to_numpy()
+    out = pl.DataFrame({"n": n - own_n, "s": s - own_s})
+    if recent:
+        start, inside_n, inside_s = _window_start(n, own, recent)
+        back = _sums_at(per_event, by, asof[by], start)
+        out = out.with_columns(pl.Series("n_recent", n - start - inside_n),
+                               pl.Series("s_recent", s - back - inside_s))
+    return out
+
+
+def _window_start(n: np.ndarray, own: pl.DataFrame, recent: int):
+    """(start, own events after it, their sum) per query: the position (events of the key)
+    after which its last `recent` events other than its own pair's lie. Each own event inside
+    the window moves its start one back, which may take in another: a fixed point, reached
+    within as many rounds as the pair has events."""
+    rows, pos, v = own[_Q].to_numpy(), own["n"].to_numpy(), own["_v"].to_numpy()
+    start = np.maximum(n - recent, 0)
+    while True:
+        inside = pos > start[rows]
+        inside_n = np.bincount(rows[inside], minlength=len(n)).astype(np.float64)
+        moved = np.maximum(n - recent - inside_n, 0)
+        if np.array_equal(moved, start):
+            return start, inside_n, np.bincount(rows[inside], weights=v[inside],
+                                                minlength=len(n))
+        start = moved
+
+
+def _sums_at(per_event: pl.DataFrame, by: str, keys: pl.Series,
+             position: np.ndarray) -> np.ndarray:
+    """The running sum of each query's key after its first `position` events (0 at 0)."""
+    asked = pl.DataFrame({by: keys, "n": position}).with_row_index(_Q)
+    found = asked.join(per_event.select(by, "n", "s"), on=[by, "n"], how="left")
+    return found.sort(_Q)["s"].fill_null(0).to_numpy()
 
 
 def visible_counts(history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
@@ -73,21 +92,24 @@ def visible_counts(history: pl.DataFrame, queries: pl.DataFrame) -> np.ndarray:
 
 
 def _running_sums(h: pl.DataFrame, by: str) -> pl.DataFrame:
-    """Running count and sum per key after each of its events, in (key, ts) order."""
+    """Per event, in (key, ts) order: the key first, then its running count `n` (the event's
+    position) and sum `s` after it, and the event's pair and value."""
+    other = ITEM if by == USER else USER
     return (
-        h.sort([by, TS])
+        h.sort([by, TS], maintain_order=True)
         .with_columns(
             pl.int_range(1, pl.len() + 1).over(by).cast(pl.Float64).alias("n"),
             pl.col("_v").cum_sum().over(by).alias("s"),
         )
-        .select(by, TS, "n", "s")
+        .select(by, TS, "n", "s", other, "_v")
     )
 
 
-def _own_pair(q: pl.DataFrame, h: pl.DataFrame) -> pl.DataFrame:
+def _own_events(q: pl.DataFrame, per_event: pl.DataFrame) -> pl.DataFrame:
+    """The events of each query's own (user, item) pair visible to it: query row, the
+    event's position among its key's events, its value."""
     return (
-        q.join(h, on=[USER, ITEM], suffix="_h")
+        q.join(per_event, on=[USER, ITEM], suffix="_h")
         .filter(pl.col(f"{TS}_h") <= pl.col(TS))
-        .group_by(_Q)
-        .agg(pl.len().cast(pl.Float64).alias("own_n"), pl.col("_v").sum().alias("own_s"))
+        .select(pl.col(_Q).cast(pl.Int64), "n", "_v")
     )

@@ -411,10 +411,11 @@ class OnlineForecaster:
         users, asked = [user_ids[r] for r in rows], [item_ids[r] for r in rows]
         u_states, i_states = [], []
         for user, item in zip(users, asked, strict=True):
-            own = [self._residual(item, rating) for (rating,) in db.execute(
-                "SELECT rating FROM events WHERE user = ? AND item = ?", (user, item))]
+            own, window = (
+                [self._residual(item, rating) for (rating,) in db.execute(sql, (item, user))]
+                for sql in (_OWN, _OTHERS_LATEST))
             u_states.append(self._replay(db, user, without=item))
-            i_states.append(_less(items[item], own))
+            i_states.append(_less(items[item], own, window))
         at = np.arange(len(rows))
         return self._flagged(users, u_states, i_states, at, at, index[rows], users, asked,
                              ts[rows])
@@ -477,12 +478,17 @@ def _rated(user_ids: list[str], item_ids: list[str], users: dict[str, UserState]
     return out
 
 
-def _less(item: ItemSummary, own: list[float]) -> ItemSummary:
+_OWN = "SELECT rating FROM events WHERE item = ? AND user = ?"
+_OTHERS_LATEST = (f"SELECT rating FROM events WHERE item = ? AND user IS NOT ? "
+                  f"ORDER BY ts DESC, seq DESC LIMIT {RECENT}")
+
+
+def _less(item: ItemSummary, own: list[float], window: list[float]) -> ItemSummary:
     """The item as a query on its user's own events of it (residuals `own`) sees it, by
     batch predict's rule (`features.history.visible_sums`): those events taken out of the
-    sums, the recent window's included, wherever in the item's history they fall."""
+    sums, and the recent window its latest events of other users (residuals `window`)."""
     return ItemSummary(item.n - len(own), item.last_ts, item.resid_sum - sum(own),
-                       item.recent_sum - sum(own), item.recent_n - len(own))
+                       sum(window), len(window))
 
 
 def _last(state: UserState | ItemSummary) -> int:
