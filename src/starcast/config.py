@@ -17,6 +17,7 @@ from starcast.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 HEADS = ("regression", "ordinal")
+ITEM_TABLES = ("auto", "learned", "fixed")
 
 
 def _at_least(config: Any, prefix: str, low: float, *names: str) -> None:
@@ -166,10 +167,17 @@ class SequenceConfig:
     user_shrinkage: float | None = None  # initial fold-in shrinkage; None: best predictive
     reg_item: float = 10.0  # initial shrinkage of the item's drift from its trained bias (learned)
     l2_item: float = 1e-4  # per touched item row, not per event
+    # the item and side-token embeddings and biases: `learned` with the network, or `fixed` at
+    # their initial values (the ALS biases, random embeddings), so only the shared weights
+    # learn; `auto` trains both ways and keeps the one valid prefers (on little data learned
+    # tables fit each item's noise, and the shared weights then learn nothing that carries)
+    item_tables: str = "auto"
     lr: float = 3e-3
     lr_embedding: float = 1e-2
     weight_decay: float = 1e-4
-    batch_size: int = 64  # sequences per step
+    # sequences per step; None: as many as give an epoch MIN_STEPS steps, from 8 to 64 (an
+    # epoch of a few steps is too little learning for early stopping to judge)
+    batch_size: int | None = None
     epochs: int = 30
     patience: int = 4
     # standard errors (paired, over valid events) by which a trained epoch must beat the
@@ -180,6 +188,7 @@ class SequenceConfig:
     def __post_init__(self) -> None:
         at = self.section
         _one_of(self, at, "head", HEADS)
+        _one_of(self, at, "item_tables", ITEM_TABLES)
         _share(self, at, "dropout", "item_dropout")
         _at_least(self, at, 1, "hidden", "item_dim", "mlp", "min_count", "max_len",
                   "item_hidden", "batch_size", "patience")

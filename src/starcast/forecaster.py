@@ -33,7 +33,9 @@ from starcast.models.stars import StarCosts
 from starcast.models.transformer import TransformerModel
 from starcast.training.trainer import Progress
 
-FORMAT_VERSION = 2  # 2: the sequence network's encoder is a submodule (net.encoder.*)
+# 2: the sequence network's encoder is a submodule (net.encoder.*); 3: its step input is
+# the rating's residual from mu + item bias, not the centred rating
+FORMAT_VERSION = 3
 WEIGHTS, META = "model.safetensors", "model.json"
 
 Builder = Callable[[StarcastConfig, RatingScale, Progress | None], RatingModel]
@@ -140,7 +142,8 @@ class Forecaster:
         log = getattr(model, "log_", None)
         if log is not None:
             return {"epochs": log.epochs, "best_epoch": log.best_epoch,
-                    "refit_epochs": log.refit_epochs, "blend": log.blend}
+                    "refit_epochs": log.refit_epochs, "blend": log.blend,
+                    "item_tables": log.item_tables}
         return {"epochs": getattr(model, "history_", []),
                 "best_epoch": getattr(model, "best_epoch_", None), "refit_epochs": []}
 

@@ -77,3 +77,53 @@ def test_a_transformer_reads_a_long_customer_without_quadratic_cost(tmp_path) ->
                             "ts": [n * 60]})
     out = model.predict(long, queries)
     assert out["prediction"].is_between(1, 5).all()
+
+
+def _fitted(tables: str, valid: bool = True, epochs: int = 2):
+    from starcast.config import LSTMConfig, StarcastConfig
+
+    data = generate(SynthConfig(users=150, items=60, events=3_000, seed=6))
+    split = split_events(data.events, "loo")
+    config = StarcastConfig(lstm=LSTMConfig(factors=False, item_tables=tables, significance=0.0))
+    return Forecaster(config=config, seed=0, epochs=epochs).fit(
+        split.train, split.valid if valid else None).model_
+
+
+def test_fixed_item_tables_keep_their_initial_values_and_learned_ones_move() -> None:
+    fixed, learned = _fitted("fixed", valid=False), _fitted("learned", valid=False)
+    untrained = _fitted("fixed", valid=False, epochs=0)
+    for name in ("item.weight", "item_bias.weight", "side_bias.weight"):
+        start = untrained.net_.state_dict()[name]
+        assert torch_equal(fixed.net_.state_dict()[name], start), name
+    assert not torch_equal(learned.net_.state_dict()["item.weight"],
+                           untrained.net_.state_dict()["item.weight"])
+    assert fixed.log_.item_tables == "fixed" and learned.log_.item_tables == "learned"
+    # the shared weights learned in both
+    assert not torch_equal(fixed.net_.state_dict()["mlp.3.weight"],
+                           untrained.net_.state_dict()["mlp.3.weight"])
+
+
+def test_auto_keeps_the_try_of_lower_valid_rmse_and_refits_with_its_tables() -> None:
+    from starcast.training.trainer import TrainLog
+
+    model = _fitted("auto")
+    tries = {t: _fitted(t).log_.chosen_rmse for t in ("fixed", "learned")}
+    assert model.log_.item_tables == min(tries, key=tries.get)
+    assert model.log_.chosen_rmse == pytest.approx(min(tries.values()))
+    assert len(model.log_.refit_epochs) == model.log_.best_epoch
+    assert _fitted("auto", valid=False).log_.item_tables == "learned"  # nothing to choose by
+    assert np.isnan(TrainLog().chosen_rmse)
+
+
+def test_a_configured_batch_size_is_kept_else_an_epoch_takes_at_least_100_steps() -> None:
+    from starcast.config import LSTMConfig
+    from starcast.training.trainer import batch_size
+
+    assert batch_size(LSTMConfig(batch_size=5), 10_000) == 5
+    assert [batch_size(LSTMConfig(), n) for n in (50, 1_000, 2_500, 100_000)] == [8, 10, 25, 64]
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

@@ -78,7 +78,8 @@ class SequenceModel(TrainedModel):
         if has_valid and self.config.refit:
             # the chosen number of epochs again, on everything known: valid is the most recent data
             self.users_ = Vocabulary.build(pl.concat([train[USER], valid[USER]]))
-            refit_log = self._train(pl.concat([train, valid]), None, self.log_.best_epoch, device)
+            refit_log = self._train(pl.concat([train, valid]), None, self.log_.best_epoch, device,
+                                    self.log_.item_tables)
             self.log_.refit_epochs = refit_log.epochs
         self.net_.cpu().eval()  # fitted: predictions never use dropout
         if self._factors():
@@ -117,10 +118,12 @@ class SequenceModel(TrainedModel):
         return self.__dict__.pop("_valid_estimate")
 
     def _train(
-        self, train: pl.DataFrame, valid: pl.DataFrame | None, epochs: int, device: torch.device
+        self, train: pl.DataFrame, valid: pl.DataFrame | None, epochs: int, device: torch.device,
+        tables: str | None = None,
     ) -> TrainLog:
-        prepare(self.train_config)  # the same seed for the search and the refit
-        rng = np.random.default_rng(self.train_config.seed)
+        """Fit the network on `train` (early stopping on `valid` when given), its item tables
+        `tables` (default: the configured `item_tables`; `auto` with valid tries both, fixed
+        first, and keeps the one of lower valid RMSE at its kept epoch)."""
         self.items_ = Vocabulary.build(train[ITEM], self.config.min_count)
         self.mu_, _, self.b_item_ = fit_biases(
             self.users_.encode(train[USER]),
@@ -138,25 +141,36 @@ class SequenceModel(TrainedModel):
             train_seqs.feats[own, FEATURES.index("user_n")],
         )
         self._split_item_bias(train)
-        self.net_ = self._network().to(device)
         validation = None
         if valid is not None:
             predict = self._prepared(train, valid)
             validation = Validation(lambda net: predict(net)[0], valid[RATING].to_numpy())
-        return train_sequences(
-            self.net_,
-            train_seqs,
-            validation,
-            self.config,
-            epochs,
-            device,
-            rng,
-            self._class_weights(train, device),
-            self.progress,
-            (self.scale.low, self.scale.high),
-            cluster=Cluster.current(),
-            autocast=autocast_dtype(self.train_config.precision, device),
-        )
+        modes = [tables or self.config.item_tables]
+        if modes == ["auto"]:
+            modes = ["fixed", "learned"] if validation is not None else ["learned"]
+        kept = None
+        for mode in modes:
+            prepare(self.train_config)  # each try, and the refit, from the same seed
+            net = self._network().to(device)
+            log = train_sequences(
+                net,
+                train_seqs,
+                validation,
+                self.config,
+                epochs,
+                device,
+                np.random.default_rng(self.train_config.seed),
+                self._class_weights(train, device),
+                self.progress,
+                (self.scale.low, self.scale.high),
+                cluster=Cluster.current(),
+                autocast=autocast_dtype(self.train_config.precision, device),
+                fixed_tables=mode == "fixed",
+            )
+            if kept is None or log.chosen_rmse < kept[1].chosen_rmse:
+                kept = net, log
+        self.net_, log = kept
+        return log
 
     def _split_item_bias(self, train: pl.DataFrame) -> None:
         """Part of each item's ALS bias moves to its side tokens: the part new items share."""
@@ -214,6 +228,7 @@ class SequenceModel(TrainedModel):
             "best_epoch": self.log_.best_epoch,
             "refit_epochs": self.log_.refit_epochs,
             "blend": self.log_.blend,
+            "item_tables": self.log_.item_tables,
         }
         extra = {}
         if hasattr(self, "blend_"):
@@ -239,7 +254,7 @@ class SequenceModel(TrainedModel):
         self.net_.eval()
         log = meta["training_log"]
         self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"],
-                             blend=log.get("blend"))
+                             blend=log.get("blend"), item_tables=log["item_tables"])
         if "factors" in meta:
             self.blend_ = FactorBlend.restore(tensors, meta["factors"])
 

@@ -5,7 +5,8 @@ representation and the target-side features predict rating t:
 
     prediction = mu + item bias + folded-in user bias + MLP(state, item, features)
 
-Step t reads the item embedding, the rating and the log time gap of event t; the encoder
+Step t reads the item embedding, the rating's residual from mu + item bias (what the bias
+model did not foresee) and the log time gap of event t; the encoder
 (models.encoders: an LSTM or band self-attention) turns the steps into states. The heads:
 `regression` (MSE) and `ordinal` (cumulative thresholds, probabilities per star).
 """
@@ -22,7 +23,7 @@ from torch.nn import functional as F
 from starcast.config import SequenceConfig
 from starcast.models.encoders import State
 
-STEP_EXTRA = 2  # step inputs beyond the item embedding: the centred rating and the log gap
+STEP_EXTRA = 2  # step inputs beyond the item embedding: the rating residual and the log gap
 
 
 class SequenceNet(nn.Module):
@@ -92,8 +93,8 @@ class SequenceNet(nn.Module):
         mask = batch["mask"]
         emb, item_bias = self.item_representation(batch["item"], batch["side"])
         start = self._initial_state(batch)
-        states, final = self.encoder.along(self.step_inputs(emb, batch["rating"], batch["gap"]),
-                                           start)
+        states, final = self.encoder.along(
+            self.step_inputs(emb, item_bias, batch["rating"], batch["gap"]), start)
         if final is not None:  # for the chunk that follows
             batch["final"] = tuple(s.detach() for s in final)
         first = self.encoder.empty().expand(len(states), -1) if start is None else start[0]
@@ -103,10 +104,14 @@ class SequenceNet(nn.Module):
                          batch["gap"][mask], item_state)
 
     def step_inputs(
-        self, emb: torch.Tensor, rating: torch.Tensor, gap: torch.Tensor
+        self, emb: torch.Tensor, bias: torch.Tensor, rating: torch.Tensor, gap: torch.Tensor
     ) -> torch.Tensor:
-        """What the encoder reads at an event: item representation, centred rating, log gap."""
-        return torch.cat([emb, (rating - self.mu).unsqueeze(-1) / 2, gap.unsqueeze(-1)], dim=-1)
+        """What the encoder reads at an event: item representation, the rating's residual
+        from mu + item bias (`bias`), log gap. The residual rather than the rating: a
+        customer's run of surprises is what the state should carry, and the rating would
+        make the encoder learn every item's bias again to find it."""
+        residual = (rating - self.mu - bias).unsqueeze(-1) / 2
+        return torch.cat([emb, residual, gap.unsqueeze(-1)], dim=-1)
 
     def head(
         self,
@@ -163,13 +168,13 @@ class SequenceNet(nn.Module):
     ) -> State:
         """The served state (h, c) after the first `lengths` events of each padded sequence
         [B, T], from `start` or the empty state: a customer's state, moved on."""
-        emb, _ = self.item_representation(items, side)
-        return self.encoder.advance(self.step_inputs(emb, rating, gap), lengths, start)
+        emb, bias = self.item_representation(items, side)
+        return self.encoder.advance(self.step_inputs(emb, bias, rating, gap), lengths, start)
 
     def states_after(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, T, H]: the state after each position of each sequence, from the empty state."""
-        emb, _ = self.item_representation(batch["item"], batch["side"])
-        return self.encoder.along(self.step_inputs(emb, batch["rating"], batch["gap"]))[0]
+        emb, bias = self.item_representation(batch["item"], batch["side"])
+        return self.encoder.along(self.step_inputs(emb, bias, batch["rating"], batch["gap"]))[0]
 
     def _initial_state(self, batch: dict[str, torch.Tensor]) -> State | None:
         """The carried state where a chunk continues its customer, else None (the start)."""

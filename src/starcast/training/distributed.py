@@ -69,8 +69,9 @@ class Cluster:
     def average_rows(self, tables: list[torch.nn.Parameter]) -> None:
         """Average the embedding tables' sparse gradients over the ranks, in two collectives
         for all tables together (gloo's sparse all-reduce takes several per table; NCCL has
-        none): every rank's touched rows are gathered and summed the same way on each rank."""
-        if self.world == 1:
+        none): every rank's touched rows are gathered and summed the same way on each rank.
+        No tables (all fixed): nothing to average."""
+        if self.world == 1 or not tables:
             return
         grads = [_coalesced(p) for p in tables]
         counts = torch.tensor([g.indices().shape[1] for g in grads], device=self._device())

@@ -18,6 +18,7 @@ from starcast.features.sequences import Sequences
 from starcast.training.distributed import Cluster
 
 Progress = Callable[[dict], None]
+MIN_STEPS = 100  # optimizer steps an epoch takes at least, where batches of 8 allow it
 
 
 @dataclass
@@ -27,6 +28,13 @@ class TrainLog:
     refit_epochs: list[dict] = field(default_factory=list)
     events_per_second: float = 0.0
     blend: list[float] | None = None  # the FM's weights fitted on valid (models.blend)
+    item_tables: str = "learned"  # or "fixed": whether the item tables were trained
+
+    @property
+    def chosen_rmse(self) -> float:
+        """Valid RMSE of the kept epoch (nan without valid)."""
+        kept = [e["valid_rmse"] for e in self.epochs if e["epoch"] == self.best_epoch]
+        return kept[0] if kept else float("nan")
 
 
 def length_batches(
@@ -188,14 +196,23 @@ def _tables(net: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for m in net.modules() if isinstance(m, kinds) for p in m.parameters()]
 
 
-def _optimizers(net: torch.nn.Module, config: SequenceConfig) -> list[torch.optim.Optimizer]:
-    tables = _tables(net)
-    table_ids = {id(p) for p in tables}
+def batch_size(config: SequenceConfig, sequences: int) -> int:
+    """Sequences per step: the configured number, else enough for MIN_STEPS an epoch."""
+    if config.batch_size is not None:
+        return config.batch_size
+    return int(np.clip(sequences // MIN_STEPS, 8, 64))
+
+
+def _optimizers(net: torch.nn.Module, config: SequenceConfig,
+                learned: list[torch.nn.Parameter]) -> list[torch.optim.Optimizer]:
+    """AdamW for the dense weights; SparseAdam for the `learned` tables (none: fixed)."""
+    table_ids = {id(p) for p in _tables(net)}
     dense = [p for p in net.parameters() if id(p) not in table_ids]
-    return [
-        torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay),
-        torch.optim.SparseAdam(tables, lr=config.lr_embedding),
-    ]
+    optimizers: list[torch.optim.Optimizer] = [
+        torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.weight_decay)]
+    if learned:
+        optimizers.append(torch.optim.SparseAdam(learned, lr=config.lr_embedding))
+    return optimizers
 
 
 def train_sequences(
@@ -212,17 +229,25 @@ def train_sequences(
     *,
     cluster: Cluster = Cluster(),
     autocast: torch.dtype | None = None,
+    fixed_tables: bool = False,
 ) -> TrainLog:
     """Fit `net` on `train`; keep the weights of the epoch with the best valid RMSE.
 
     Under torchrun (`cluster`), each rank steps through its shard of every epoch's batches;
-    `autocast`: the dtype of the forward pass (mixed precision), None for float32.
+    `autocast`: the dtype of the forward pass (mixed precision), None for float32;
+    `fixed_tables`: the item tables keep their values, only the dense weights learn.
     """
-    optimizers, tables = _optimizers(net, config), _tables(net)
+    tables = _tables(net)
+    learned = [] if fixed_tables else tables
+    for table in tables:
+        table.requires_grad_(not fixed_tables)
+    optimizers = _optimizers(net, config, learned)
     # (a batch whose targets have no item window leaves the item GRU unused)
     model = cluster.wrap(net, tables, some_unused=config.item_window > 0)
     dropout_rng = cluster.own_stream(rng)
+    size = batch_size(config, len(train))
     log, best, best_errors, stale = TrainLog(), None, None, 0
+    log.item_tables = "fixed" if fixed_tables else "learned"
     if valid is not None:  # epoch 0, the untrained correction, may be the best there is
         untrained = copy.deepcopy(net.state_dict())
         best, best_errors = untrained, cluster.agree(_squared_errors(net, valid, clip))
@@ -234,7 +259,7 @@ def train_sequences(
     for epoch in range(1, epochs + 1):
         net.train()
         total, count = 0.0, 0
-        for ids in cluster.shard(length_batches(train, config.batch_size, rng, cluster.world)):
+        for ids in cluster.shard(length_batches(train, size, rng, cluster.world)):
             batch = train.pad(ids, device)
             if carry:
                 carry.attach(batch, ids)
@@ -246,7 +271,7 @@ def train_sequences(
             for opt in optimizers:
                 opt.zero_grad()
             loss.backward()
-            cluster.average_rows(tables)
+            cluster.average_rows(learned)
             for opt in optimizers:
                 opt.step()
             n = int(batch["mask"].sum())
