@@ -115,12 +115,12 @@ def test_auto_keeps_the_try_of_lower_valid_rmse_and_refits_with_its_tables() -> 
     assert np.isnan(TrainLog().chosen_rmse)
 
 
-def test_a_configured_batch_size_is_kept_else_an_epoch_takes_at_least_100_steps() -> None:
+def test_a_configured_batch_size_is_kept_else_an_epoch_takes_at_least_50_steps() -> None:
     from starcast.config import LSTMConfig
     from starcast.training.trainer import batch_size
 
     assert batch_size(LSTMConfig(batch_size=5), 10_000) == 5
-    assert [batch_size(LSTMConfig(), n) for n in (50, 1_000, 2_500, 100_000)] == [8, 10, 25, 64]
+    assert [batch_size(LSTMConfig(), n) for n in (50, 1_000, 2_500, 100_000)] == [8, 20, 50, 64]
 
 
 def torch_equal(a, b) -> bool:

@@ -18,7 +18,7 @@ from starcast.features.sequences import Sequences
 from starcast.training.distributed import Cluster
 
 Progress = Callable[[dict], None]
-MIN_STEPS = 100  # optimizer steps an epoch takes at least, where batches of 8 allow it
+MIN_STEPS = 50  # optimizer steps an epoch takes at least, where batches of 8 allow it
 
 
 @dataclass
