@@ -4,9 +4,14 @@
 
 The two disagree most where one of them knows something the other does not: the FM knows
 who rated what (and the day), the network reads the order and the history that arrives after
-fitting. The weight is the least-squares one on valid (stacking, with both models fitted on
-train only), clipped to [0, 1], for users the FM was fitted on and for users it was not; a
-group with too few valid events takes the weight of all of them.
+fitting. The weight is fitted on valid (stacking, with both models fitted on train only), for
+users the FM was fitted on and for users it was not; a group with too few valid events takes
+the weight of all of them. It is the weight's posterior mean under a flat prior on [0, 1]
+(least squares is its Gaussian likelihood): where valid pins the weight down, that is the
+least-squares weight clipped to [0, 1]; where a few hundred valid events cannot tell, it stays
+near the middle instead of at a bound. (On Digital_Music `time`, 307 usable valid events put
+the least-squares weight at -0.29 +- 0.24 for new users, clipped to 0; the FM was the better
+of the two on test there.)
 
 Where the history holds reviews of the user that the FM was not fitted on, the network
 answers alone: it is the one that reads them, and the FM's picture of the user is older than
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import torch
+from scipy.special import erfcx, ndtr
 
 from starcast.config import FMConfig
 from starcast.data.schema import ITEM, TS, USER
@@ -32,6 +38,8 @@ GROUPS = 2
 Ids = Sequence[str] | pl.Series
 MIN_GROUP = 50  # valid events a group needs for a weight of its own, else the pooled one
 NO_VALID = 0.5  # without valid events to fit a weight: the plain average of the two
+FLAT = 1e-3  # log-density slope across [0, 1] under which the truncated mean is read linearly
+TAIL = 5.0  # standard deviations below 0 beyond which the truncated mean goes through erfcx
 
 
 @dataclass
@@ -63,8 +71,8 @@ class FactorBlend:
 
     def fitted_weights(self, network: np.ndarray, queries: pl.DataFrame, visible: np.ndarray,
                        truth: np.ndarray) -> np.ndarray:
-        """The least-squares weights on these (valid) queries, clipped to [0, 1], from the
-        queries whose history holds nothing new to the FM."""
+        """The weights fitted on these (valid) queries, from the queries whose history holds
+        nothing new to the FM."""
         gap, residual = self.fm(queries) - network, truth - network
         fitted_on = self.factors.user_events(queries[USER])
         usable = visible <= fitted_on
@@ -88,7 +96,35 @@ class FactorBlend:
 
 
 def _weight(gap: np.ndarray, residual: np.ndarray) -> float:
+    """The posterior mean of w in residual = w * gap + noise, under a flat prior on [0, 1]:
+    the least-squares weight's normal likelihood truncated to [0, 1]."""
     denominator = float(gap @ gap)
-    if denominator <= 0:
+    if denominator <= 0 or len(gap) < 2:
         return NO_VALID
-    return float(np.clip(gap @ residual / denominator, 0.0, 1.0))
+    least_squares = float(gap @ residual) / denominator
+    noise = residual - least_squares * gap
+    spread = float(np.sqrt(noise @ noise / (len(gap) - 1) / denominator))
+    if spread <= 0:
+        return float(np.clip(least_squares, 0.0, 1.0))
+    if least_squares > 0.5:  # the mirror image, so that the tails below stay in range
+        return 1.0 - _truncated_mean(1.0 - least_squares, spread)
+    return _truncated_mean(least_squares, spread)
+
+
+def _truncated_mean(mean: float, sd: float) -> float:
+    """E[x | 0 <= x <= 1] for x ~ N(mean, sd^2), mean <= 0.5: mean + sd * (density difference
+    / mass) at the bounds; far in the upper tail through erfcx, the scaled complementary error
+    function, where the plain densities and masses underflow."""
+    tilt = (0.5 - mean) / sd**2  # the log density's slope across [0, 1]
+    if tilt < FLAT:  # nearly the prior: the mean of a slightly tilted uniform
+        return 0.5 - tilt / 12
+    low, high = -mean / sd, (1.0 - mean) / sd  # |low| <= high
+    if low < TAIL:
+        mass = ndtr(high) - ndtr(low)
+        shift = (np.exp(-0.5 * low**2) - np.exp(-0.5 * high**2)) / np.sqrt(2 * np.pi) / mass
+    else:
+        fall = np.exp(0.5 * (low**2 - high**2))  # density at high over density at low
+        mills = erfcx(low / np.sqrt(2))  # mass above low over density at low, times sqrt(pi/2)
+        mass_ratio = erfcx(high / np.sqrt(2)) / mills * fall  # mass above high over above low
+        shift = np.sqrt(2 / np.pi) / mills * (1 - fall) / (1 - mass_ratio)
+    return float(np.clip(mean + sd * shift, 0.0, 1.0))
