@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/accuracy.py report --name lstm-vs-transformer   # another file
     .venv/bin/python benchmarks/accuracy.py run --seed 0 --sets synthetic-1,synthetic-2 \
         --only lstm-no-fm,lstm-no-fm-no-recurrent,lstm-no-fm-untrained   # other synthetic draws
+    .venv/bin/python benchmarks/accuracy.py run --seed 0 --sets path/to/ml-100k.inter  # a file
 
 Data: the shared Amazon sets and a synthetic set (customers with autocorrelated ratings), both
 split protocols. Each starcast model fits on train with its defaults (early stopping on valid,
@@ -100,7 +101,14 @@ RUNS = RESULTS / "accuracy-runs"
 def events_of(name: str) -> pl.DataFrame:
     if name.startswith("synthetic"):  # synthetic-K: data seed K
         return generate(replace(SYNTHETIC, seed=int(name.partition("-")[2] or 0))).events
+    if Path(name).is_file():  # a review file of one's own, in any format starcast reads
+        return read_events(name).events
     return read_events(DATA / "amazon" / f"{name}.json.gz").events
+
+
+def set_label(name: str) -> str:
+    """The name a set's runs and rows go by: a file's name up to its first dot."""
+    return Path(name).name.partition(".")[0] if Path(name).is_file() else name
 
 
 def run(seed: int, only: list[str] | None, sets: list[str] | None = None) -> None:
@@ -111,8 +119,8 @@ def run(seed: int, only: list[str] | None, sets: list[str] | None = None) -> Non
             split = split_events(events, protocol)
             for label in only or [*VARIANTS, *PEERS]:
                 row = _measure(label, split, seed)
-                np.savez(RUNS / f"{name}.{protocol}.{label}.{seed}.npz", **row)
-                print(name, protocol, label, seed, {k: row[k] for k in ("offline_rmse",
+                np.savez(RUNS / f"{set_label(name)}.{protocol}.{label}.{seed}.npz", **row)
+                print(set_label(name), protocol, label, seed, {k: row[k] for k in ("offline_rmse",
                       "online_rmse", "fit_seconds")}, flush=True)
 
 
@@ -270,7 +278,8 @@ def main() -> None:
     runner.add_argument("--seed", type=int, default=0)
     runner.add_argument("--only", default=None, help="comma-separated labels")
     runner.add_argument("--sets", default=None, help="comma-separated data sets (default: "
-                        f"{','.join(SETS)}; synthetic-K: the synthetic set of data seed K)")
+                        f"{','.join(SETS)}; synthetic-K: the synthetic set of data seed K; "
+                        "or the path of a review file)")
     for command in (runner, sub.add_parser("report")):
         command.add_argument("--name", default="accuracy",
                              help="the tables' file name in benchmarks/results/")
