@@ -114,13 +114,13 @@ def set_label(name: str) -> str:
 def run(seed: int, only: list[str] | None, sets: list[str] | None = None) -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for name in sets or SETS:
-        events = events_of(name)
+        events, set_name = events_of(name), set_label(name)
         for protocol in ("loo", "time"):
             split = split_events(events, protocol)
             for label in only or [*VARIANTS, *PEERS]:
                 row = _measure(label, split, seed)
-                np.savez(RUNS / f"{set_label(name)}.{protocol}.{label}.{seed}.npz", **row)
-                print(set_label(name), protocol, label, seed, {k: row[k] for k in ("offline_rmse",
+                np.savez(RUNS / f"{set_name}.{protocol}.{label}.{seed}.npz", **row)
+                print(set_name, protocol, label, seed, {k: row[k] for k in ("offline_rmse",
                       "online_rmse", "fit_seconds")}, flush=True)
 
 

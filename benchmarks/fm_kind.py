@@ -63,8 +63,8 @@ def rmse(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(np.sqrt(np.mean((truth - pred) ** 2)))
 
 
-def measure(name: str, protocol: str, seed: int) -> dict:
-    split = split_events(events_of(name), protocol)
+def measure(events: pl.DataFrame, name: str, protocol: str, seed: int) -> dict:
+    split = split_events(events, protocol)
     train, valid, test = split.train, split.valid, split.test
     known = pl.concat([train, valid])
     tv, tt = valid[RATING].to_numpy(), test[RATING].to_numpy()
@@ -90,8 +90,9 @@ def measure(name: str, protocol: str, seed: int) -> dict:
 
 if __name__ == "__main__":
     for name in sys.argv[1].split(","):
+        events = events_of(name)
         for protocol in ("loo", "time"):
             for seed in (0, 1):
-                row = measure(name, protocol, seed)
+                row = measure(events, name, protocol, seed)
                 print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
                       flush=True)
