@@ -29,7 +29,9 @@ its valid set has one event per customer, so one draw says little about a 0.02 R
 RMSE over seeds and, for each pair in COMPARED (the default against each ablation, peer and the
 transformer; the transformer against its ablation), the paired bootstrap 95% interval of the
 RMSE difference (mean over seeds, events resampled), in benchmarks/results/accuracy.{json,md}.
-Predictions are cached in benchmarks/results/accuracy-runs/ (not committed).
+Predictions are cached in benchmarks/results/accuracy-runs/ (not committed); `report` merges
+what is cached into the recorded tables, so a run of a few models on a fresh checkout
+replaces their rows and leaves the others as recorded.
 """
 
 from __future__ import annotations
@@ -160,20 +162,42 @@ def _measure(label: str, split, seed: int) -> dict:
 
 
 def report(out: str = "accuracy") -> None:
+    """Tables from the cached runs, merged into the recorded {out}.json: a fresh checkout
+    caches only what it ran, so a recorded row stays unless its (data, protocol, model) was
+    rerun, and a recorded comparison stays unless either side was."""
     runs: dict[tuple, dict[int, dict]] = {}
     for path in sorted(RUNS.glob("*.npz")):
         name, protocol, label, seed = path.stem.rsplit(".", 3)
         runs.setdefault((name, protocol, label), {})[int(seed)] = dict(np.load(path))
+    recorded_path = RESULTS / f"{out}.json"
+    recorded = (json.loads(recorded_path.read_text()) if recorded_path.exists()
+                else {"rows": [], "comparisons": []})
     rows = [_row(key, by_seed) for key, by_seed in runs.items()]
+    rows += [r for r in recorded["rows"] if (r["data"], r["protocol"], r["model"]) not in runs]
     comparisons = [c for key in {k[:2] for k in runs} for c in _comparisons(key, runs)]
+    comparisons += _kept_comparisons(recorded["comparisons"], runs)
+    names = {r["data"] for r in rows}
     order = {s: i for i, s in enumerate(SETS)} | {
-        s: len(SETS) + i for i, s in enumerate(sorted({k[0] for k in runs} - set(SETS)))}
+        s: len(SETS) + i for i, s in enumerate(sorted(names - set(SETS)))}
     rows.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["model"])))
     comparisons.sort(key=lambda r: (order[r["data"]], r["protocol"], _rank(r["model"]),
                                     _rank(r["against"])))
-    (RESULTS / f"{out}.json").write_text(json.dumps({"rows": rows,
-                                                     "comparisons": comparisons}, indent=2))
+    recorded_path.write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=2))
     (RESULTS / f"{out}.md").write_text(markdown(rows, comparisons))
+
+
+def _kept_comparisons(recorded: list[dict], runs: dict) -> list[dict]:
+    """The recorded comparisons neither of whose sides was rerun; one with a single side
+    rerun is stale and dropped, with a warning (rerun both sides to compare them again)."""
+    kept = []
+    for c in recorded:
+        rerun = [(c["data"], c["protocol"], label) in runs for label in (c["model"], c["against"])]
+        if not any(rerun):
+            kept.append(c)
+        elif not all(rerun):
+            print(f"dropped the recorded comparison {c['model']} against {c['against']} on "
+                  f"{c['data']} {c['protocol']}: only one side was rerun")
+    return kept
 
 
 def _rank(label: str) -> int:
