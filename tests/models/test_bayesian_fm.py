@@ -22,29 +22,32 @@ def split():
 
 
 def test_the_tables_are_the_posterior_mean_of_the_draws(split) -> None:
-    """With every draw kept and no truncation, FactorBase is myFM's own posterior mean."""
+    """With every draw kept and no truncation, FactorBase is the mean of myFM's own posterior
+    means over its chains (chain c seeded seed + 1000 c)."""
     known = split.train
-    config = FMConfig(iterations=40, burn_in=10, cross_rank=10_000)
+    config = FMConfig(chains=2, iterations=40, burn_in=10, cross_rank=10_000)
     base = FactorBase.fit(known, config, seed=3)
     design = _Design(known)
     X, relations = design.rows(known)
     Xq, relations_q = design.rows(split.test)
-    with bayesian_fm._quiet():
-        reference = _myfm().MyFMRegressor(rank=config.rank, random_seed=3).fit(
-            X, known["rating"].to_numpy().astype(float), X_rel=relations, n_iter=40,
-            n_kept_samples=30, grouping=design.grouping)
-    expected = reference.predict(Xq, relations_q)
+    chains = []
+    for seed in (3, 1003):
+        with bayesian_fm._quiet():
+            chains.append(_myfm().MyFMRegressor(rank=config.rank, random_seed=seed).fit(
+                X, known["rating"].to_numpy().astype(float), X_rel=relations, n_iter=40,
+                n_kept_samples=30, grouping=design.grouping).predict(Xq, relations_q))
     got = base.predict(split.test["user"], split.test["item"], split.test["ts"].to_numpy())
-    assert np.abs(got - expected).max() < 1e-4  # the draws' vectors are kept in float32
+    assert np.abs(got - np.mean(chains, axis=0)).max() < 1e-4  # vectors are kept in float32
+    assert np.abs(chains[0] - chains[1]).max() > 0.01  # two chains, not one counted twice
 
 
 def test_truncation_error_falls_with_the_rank_kept(split) -> None:
-    config = FMConfig(iterations=40, burn_in=10)
+    config = FMConfig(chains=2, iterations=40, burn_in=10)
     args = (split.test["user"], split.test["item"], split.test["ts"].to_numpy())
 
     def predict(rank):
-        return FactorBase.fit(split.train, FMConfig(iterations=40, burn_in=10,
-                                                    cross_rank=rank), 3).predict(*args)
+        return FactorBase.fit(split.train, FMConfig(chains=2, iterations=40,
+                                                    burn_in=10, cross_rank=rank), 3).predict(*args)
 
     exact = predict(10_000)
     error = {r: np.sqrt(np.mean((predict(r) - exact) ** 2)) for r in (4, 32)}
@@ -54,7 +57,7 @@ def test_truncation_error_falls_with_the_rank_kept(split) -> None:
 
 
 def test_unknown_users_and_items_take_only_what_is_known(split) -> None:
-    base = FactorBase.fit(split.train, FMConfig(iterations=20, burn_in=5), 0)
+    base = FactorBase.fit(split.train, FMConfig(chains=2, iterations=20, burn_in=5), 0)
     day = split.train["ts"].to_numpy()[:1]
     nobody = base.predict(pl.Series(["nobody"]), pl.Series(["nothing"]), day)
     assert nobody[0] == pytest.approx(base.w0 + base.arrays["const_day"][
@@ -63,7 +66,7 @@ def test_unknown_users_and_items_take_only_what_is_known(split) -> None:
 
 
 def test_the_blend_weight_recovers_a_known_mixture(split) -> None:
-    blend = FactorBlend.fit(split.train, FMConfig(iterations=20, burn_in=5), 0)
+    blend = FactorBlend.fit(split.train, FMConfig(chains=2, iterations=20, burn_in=5), 0)
     queries = pl.concat([split.valid, split.test])
     fm = blend.fm(queries)
     rng = np.random.default_rng(0)
@@ -82,7 +85,7 @@ def test_the_blend_weight_recovers_a_known_mixture(split) -> None:
 
 
 def test_the_default_model_saves_and_loads_its_fm(split, tmp_path) -> None:
-    config = StarcastConfig(lstm=LSTMConfig(fm=FMConfig(iterations=30, burn_in=10)))
+    config = StarcastConfig(lstm=LSTMConfig(fm=FMConfig(chains=2, iterations=30, burn_in=10)))
     model = Forecaster(config=config, seed=0, epochs=1).fit(split.train, split.valid)
     weights = model.training_log["blend"]
     assert len(weights) == 2 and all(0 <= w <= 1 for w in weights)
@@ -94,8 +97,8 @@ def test_the_default_model_saves_and_loads_its_fm(split, tmp_path) -> None:
     assert not hasattr(without.model_, "blend_")
 
 
-@pytest.mark.parametrize("bad", [{"rank": 0}, {"cross_rank": -1}, {"iterations": 10, "burn_in": 10},
-                                 {"burn_in": -1}])
+@pytest.mark.parametrize("bad", [{"rank": 0}, {"chains": 0}, {"cross_rank": -1},
+                                 {"iterations": 10, "burn_in": 10}, {"burn_in": -1}])
 def test_bad_fm_settings_are_refused_by_name(bad) -> None:
     from starcast.errors import ConfigError
 
