@@ -22,26 +22,11 @@ import polars as pl
 from accuracy import events_of, set_label
 
 from starcast import split_events
-from starcast.data.schema import RATING
+from starcast.data.schema import RATING, RatingScale
 from starcast.models import bayesian_fm as bfm
 
 SCHEDULES = {"1x300": (1, 300, 250), "2x300": (2, 300, 250), "4x75": (4, 75, 40),
              "6x50": (6, 50, 25), "10x30": (10, 30, 15)}
-
-
-def chains(known: pl.DataFrame, queries: pl.DataFrame, schedule: tuple, seed: int) -> np.ndarray:
-    count, iterations, kept = schedule
-    design = bfm._Design(known)
-    X, relations = design.rows(known)
-    Xq, relations_q = design.rows(queries)
-    means = []
-    for chain in range(count):
-        with bfm._quiet():
-            model = bfm._myfm().MyFMRegressor(rank=bfm.RANK, random_seed=seed + 1000 * chain)
-            model.fit(X, known[RATING].to_numpy().astype(float), X_rel=relations,
-                      n_iter=iterations, n_kept_samples=kept, grouping=design.grouping)
-        means.append(model.predict(Xq, relations_q))
-    return np.clip(np.mean(means, axis=0), 1, 5)
 
 
 def measure(name: str, seeds: int) -> None:
@@ -53,7 +38,8 @@ def measure(name: str, seeds: int) -> None:
         for s in range(seeds):
             row = {"set": set_label(name), "protocol": protocol, "seed": s}
             for label, schedule in SCHEDULES.items():
-                pred = chains(known, split.test, schedule, 42 + s)
+                pred = bfm.fit_predict(known, split.test, RatingScale(), False, 42 + s,
+                                       schedule).mean
                 row[label] = round(float(np.sqrt(np.mean((pred - truth) ** 2))), 4)
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -236,30 +236,37 @@ def _block(one_hot: sps.csr_matrix, implicit: sps.csr_matrix) -> sps.csr_matrix:
 
 
 def fit_predict(
-    known: pl.DataFrame, queries: pl.DataFrame, scale: RatingScale, probit: bool, seed: int = 42
+    known: pl.DataFrame, queries: pl.DataFrame, scale: RatingScale, probit: bool, seed: int = 42,
+    schedule: tuple[int, int, int] = (1, ITERATIONS, KEPT),
 ) -> FMPrediction:
-    """Fit on `known` (train + valid: nothing from the queries' period), predict `queries`."""
+    """Fit on `known` (train + valid: nothing from the queries' period), predict `queries`.
+
+    `schedule`: (chains, iterations per chain, draws kept per chain); chain c samples with seed
+    `seed + CHAIN_SEEDS * c` and the chains' predictions are averaged (the peers: one of 300).
+    """
     myfm = _myfm()
     design = _Design(known)
     X, relations = design.rows(known)
     Xq, relations_q = design.rows(queries)
     ratings = known[RATING].to_numpy().astype(np.float64)
-    common = {"X_rel": relations, "n_iter": ITERATIONS, "n_kept_samples": KEPT,
+    chains, iterations, kept = schedule
+    common = {"X_rel": relations, "n_iter": iterations, "n_kept_samples": kept,
               "grouping": design.grouping}
-    with _quiet():
-        if not probit:
-            model = myfm.MyFMRegressor(rank=RANK, random_seed=seed).fit(X, ratings, **common)
-            start = time.perf_counter()
-            mean = model.predict(Xq, relations_q)
-            return FMPrediction(np.clip(mean, scale.low, scale.high), None,
-                                time.perf_counter() - start)
-        stars = np.rint(ratings - scale.low).astype(np.int64)
-        model = myfm.MyFMOrderedProbit(rank=RANK, random_seed=seed).fit(X, stars, **common)
+    target = np.rint(ratings - scale.low).astype(np.int64) if probit else ratings
+    answers, seconds = [], 0.0
+    for chain in range(chains):
+        kind = myfm.MyFMOrderedProbit if probit else myfm.MyFMRegressor
+        with _quiet():
+            model = kind(rank=RANK, random_seed=seed + CHAIN_SEEDS * chain).fit(X, target, **common)
         start = time.perf_counter()
-        probs = model.predict_proba(Xq, relations_q)
-    levels = scale.low + np.arange(probs.shape[1])
-    return FMPrediction(np.clip(probs @ levels, scale.low, scale.high), probs,
-                        time.perf_counter() - start)
+        answers.append(model.predict_proba(Xq, relations_q) if probit
+                       else model.predict(Xq, relations_q))
+        seconds += time.perf_counter() - start
+    answer = np.mean(answers, axis=0)
+    if not probit:
+        return FMPrediction(np.clip(answer, scale.low, scale.high), None, seconds)
+    levels = scale.low + np.arange(answer.shape[1])
+    return FMPrediction(np.clip(answer @ levels, scale.low, scale.high), answer, seconds)
 
 
 def _myfm():
