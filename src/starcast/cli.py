@@ -286,6 +286,8 @@ def _training_summary(log: dict, model: str, seconds: float) -> str:
         parts.append(f"refit on train + valid: {len(refit)} epochs")
     if log.get("blend"):
         parts.append("FM weight " + "/".join(f"{w:.2f}" for w in log["blend"]))
+    if log.get("fm_mix") is not None:
+        parts.append(f"regression FM's share {log['fm_mix']:.2f} (probit {1 - log['fm_mix']:.2f})")
     return ", ".join(parts) + f"; {seconds:.0f} s"
 
 

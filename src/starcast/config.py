@@ -126,16 +126,26 @@ class FMConfig:
     chains: int = 6
     iterations: int = 50  # per chain
     burn_in: int = 25  # draws before a chain is read; every later draw is averaged
+    # an ordered-probit FM beside the regression one, the two mixed by a share fitted on valid
+    # (two likelihoods of the same features: the probit's fits skewed star counts, the
+    # regression's drifts less over time; benchmarks/fm_mix.py)
+    probit: bool = True
+    probit_iterations: int = 300  # one chain (its cutpoints settle slowly)
+    probit_burn_in: int = 50
     cross_rank: int = 64  # columns kept of the mean user x item interaction (truncated SVD)
     memory_mb: int = 512  # for the draws' user and item vectors; more draws are thinned
 
     def __post_init__(self) -> None:
-        for name in ("rank", "chains", "iterations", "cross_rank", "memory_mb"):
+        for name in ("rank", "chains", "iterations", "probit_iterations", "cross_rank",
+                     "memory_mb"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"fm.{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.burn_in < self.iterations:
             raise ConfigError(f"fm.burn_in must be in [0, iterations = {self.iterations}), "
                               f"got {self.burn_in}")
+        if not 0 <= self.probit_burn_in < self.probit_iterations:
+            raise ConfigError("fm.probit_burn_in must be in [0, probit_iterations = "
+                              f"{self.probit_iterations}), got {self.probit_burn_in}")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from starcast.training.trainer import Progress
 
 # 2: the sequence network's encoder is a submodule (net.encoder.*); 3: its step input is
 # the rating's residual from mu + item bias, not the centred rating
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 WEIGHTS, META = "model.safetensors", "model.json"
 
 Builder = Callable[[StarcastConfig, RatingScale, Progress | None], RatingModel]
@@ -143,7 +143,7 @@ class Forecaster:
         if log is not None:
             return {"epochs": log.epochs, "best_epoch": log.best_epoch,
                     "refit_epochs": log.refit_epochs, "blend": log.blend,
-                    "item_tables": log.item_tables}
+                    "fm_mix": log.fm_mix, "item_tables": log.item_tables}
         return {"epochs": getattr(model, "history_", []),
                 "best_epoch": getattr(model, "best_epoch_", None), "refit_epochs": []}
 

@@ -1,6 +1,10 @@
 """The network's prediction moved toward a Bayesian FM's, by weights fitted on valid.
 
     prediction = network + weight[group] * (fm - network)
+    fm = mix * regression FM + (1 - mix) * ordered-probit FM's expected star
+
+The two FMs share features and differ in likelihood; their share `mix` is fitted on valid
+first, the same way as the weights.
 
 The two disagree most where one of them knows something the other does not: the FM knows
 who rated what (and the day), the network reads the order and the history that arrives after
@@ -31,7 +35,7 @@ import torch
 from scipy.special import erfcx, ndtr
 
 from starcast.config import FMConfig
-from starcast.data.schema import ITEM, TS, USER
+from starcast.data.schema import ITEM, TS, USER, RatingScale
 from starcast.models.bayesian_fm import FactorBase
 
 GROUPS = 2
@@ -44,18 +48,28 @@ TAIL = 5.0  # standard deviations below 0 beyond which the truncated mean goes t
 
 @dataclass
 class FactorBlend:
-    factors: FactorBase
+    factors: FactorBase  # the regression FM
     weights: np.ndarray  # [2]: users unknown to the FM, users it was fitted on
+    probit: FactorBase | None = None  # the ordered-probit FM, if one stands beside it
+    mix: float = 1.0  # the regression FM's share of the two FMs' answer
 
     @classmethod
-    def fit(cls, known: pl.DataFrame, config: FMConfig, seed: int,
-            weights: np.ndarray | None = None) -> FactorBlend:
-        """The FM fitted on `known`, with these weights (default: NO_VALID for both)."""
+    def fit(cls, known: pl.DataFrame, config: FMConfig, seed: int, scale: RatingScale,
+            weights: np.ndarray | None = None, mix: float | None = None) -> FactorBlend:
+        """The FMs fitted on `known`, with these weights and share (default: NO_VALID)."""
         chosen = np.full(GROUPS, NO_VALID) if weights is None else weights
-        return cls(FactorBase.fit(known, config, seed), chosen)
+        probit = FactorBase.fit_probit(known, config, seed, scale) if config.probit else None
+        share = 1.0 if probit is None else NO_VALID if mix is None else mix
+        return cls(FactorBase.fit(known, config, seed), chosen, probit, share)
 
     def fm(self, queries: pl.DataFrame) -> np.ndarray:
-        return self.factors.predict(queries[USER], queries[ITEM], queries[TS].to_numpy())
+        return self._fm(queries[USER], queries[ITEM], queries[TS].to_numpy())
+
+    def _fm(self, users: Ids, items: Ids, ts: np.ndarray) -> np.ndarray:
+        regression = self.factors.predict(users, items, ts)
+        if self.probit is None:
+            return regression
+        return self.mix * regression + (1 - self.mix) * self.probit.predict(users, items, ts)
 
     def weight(self, users: Ids, visible: np.ndarray) -> np.ndarray:
         """Each query's weight, from its user and the user's visible history events."""
@@ -66,8 +80,16 @@ class FactorBlend:
               visible: np.ndarray) -> np.ndarray:
         """Blended predictions for queries (users, items, ts); `visible`: each query's user's
         visible history events. Plain id sequences do: the service builds no frame for this."""
-        fm = self.factors.predict(users, items, ts)
-        return network + self.weight(users, visible) * (fm - network)
+        return network + self.weight(users, visible) * (self._fm(users, items, ts) - network)
+
+    def fitted_mix(self, queries: pl.DataFrame, truth: np.ndarray) -> float:
+        """The regression FM's share fitted on these (valid) queries, the same way as the
+        weights: both FMs know the same events, so every query counts."""
+        if self.probit is None:
+            return 1.0
+        ids = (queries[USER], queries[ITEM], queries[TS].to_numpy())
+        probit = self.probit.predict(*ids)
+        return _weight(self.factors.predict(*ids) - probit, truth - probit)
 
     def fitted_weights(self, network: np.ndarray, queries: pl.DataFrame, visible: np.ndarray,
                        truth: np.ndarray) -> np.ndarray:
@@ -85,14 +107,29 @@ class FactorBlend:
                          fitted(usable & (fitted_on > 0), pooled)])
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        arrays, meta = self.factors.state()
-        tensors = {f"fm.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-        return tensors, meta | {"weights": self.weights.tolist()}
+        tensors, meta = _tensors("fm.", self.factors)
+        meta |= {"weights": self.weights.tolist(), "mix": self.mix}
+        if self.probit is not None:
+            probit_tensors, meta["probit"] = _tensors("fm_probit.", self.probit)
+            tensors |= probit_tensors
+        return tensors, meta
 
     @classmethod
     def restore(cls, tensors: dict[str, torch.Tensor], meta: dict) -> FactorBlend:
-        arrays = {k[3:]: v.numpy() for k, v in tensors.items() if k.startswith("fm.")}
-        return cls(FactorBase.restore(arrays, meta), np.asarray(meta["weights"], dtype=float))
+        probit = _restored("fm_probit.", tensors, meta["probit"]) if "probit" in meta else None
+        return cls(_restored("fm.", tensors, meta), np.asarray(meta["weights"], dtype=float),
+                   probit, float(meta["mix"]))
+
+
+def _tensors(prefix: str, base: FactorBase) -> tuple[dict[str, torch.Tensor], dict]:
+    arrays, meta = base.state()
+    return {prefix + k: torch.from_numpy(np.ascontiguousarray(v))
+            for k, v in arrays.items()}, meta
+
+
+def _restored(prefix: str, tensors: dict[str, torch.Tensor], meta: dict) -> FactorBase:
+    arrays = {k[len(prefix):]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+    return FactorBase.restore(arrays, meta)
 
 
 def _weight(gap: np.ndarray, residual: np.ndarray) -> float:

@@ -84,8 +84,9 @@ class SequenceModel(TrainedModel):
         self.net_.cpu().eval()  # fitted: predictions never use dropout
         if self._factors():
             known = pl.concat([train, valid]) if has_valid and self.config.refit else train
-            weights = None if blend is None else blend.weights
-            self.blend_ = FactorBlend.fit(known, self.config.fm, self._fm_seed(), weights)
+            fitted = (None, None) if blend is None else (blend.weights, blend.mix)
+            self.blend_ = FactorBlend.fit(known, self.config.fm, self._fm_seed(), self.scale,
+                                          *fitted)
 
     def _factors(self) -> bool:
         """Whether the FM stands beside the network (its probabilities would not follow)."""
@@ -97,12 +98,14 @@ class SequenceModel(TrainedModel):
     def _valid_blend(self, train: pl.DataFrame, valid: pl.DataFrame) -> FactorBlend:
         """The FM fitted on train, with its weights fitted on valid (the network fitted on train
         too), valid predicted from train + valid under the visibility rule."""
-        blend = FactorBlend.fit(train, self.config.fm, self._fm_seed())
+        blend = FactorBlend.fit(train, self.config.fm, self._fm_seed(), self.scale)
         history = pl.concat([train, valid])
         network = self._network_estimate(history, valid).mean
-        blend.weights = blend.fitted_weights(
-            network, valid, visible_counts(history, valid), valid[RATING].to_numpy())
+        truth = valid[RATING].to_numpy()
+        blend.mix = blend.fitted_mix(valid, truth)
+        blend.weights = blend.fitted_weights(network, valid, visible_counts(history, valid), truth)
         self.log_.blend = blend.weights.tolist()
+        self.log_.fm_mix = None if blend.probit is None else blend.mix
         return blend
 
     def _held_out(self, train: pl.DataFrame, valid: pl.DataFrame,
@@ -228,6 +231,7 @@ class SequenceModel(TrainedModel):
             "best_epoch": self.log_.best_epoch,
             "refit_epochs": self.log_.refit_epochs,
             "blend": self.log_.blend,
+            "fm_mix": self.log_.fm_mix,
             "item_tables": self.log_.item_tables,
         }
         extra = {}
@@ -254,7 +258,8 @@ class SequenceModel(TrainedModel):
         self.net_.eval()
         log = meta["training_log"]
         self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"],
-                             blend=log.get("blend"), item_tables=log["item_tables"])
+                             blend=log.get("blend"), fm_mix=log.get("fm_mix"),
+                             item_tables=log["item_tables"])
         if "factors" in meta:
             self.blend_ = FactorBlend.restore(tensors, meta["factors"])
 

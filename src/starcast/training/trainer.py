@@ -28,6 +28,7 @@ class TrainLog:
     refit_epochs: list[dict] = field(default_factory=list)
     events_per_second: float = 0.0
     blend: list[float] | None = None  # the FM's weights fitted on valid (models.blend)
+    fm_mix: float | None = None  # the regression FM's share beside the probit's, fitted on valid
     item_tables: str = "learned"  # or "fixed": whether the item tables were trained
 
     @property
