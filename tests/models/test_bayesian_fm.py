@@ -3,9 +3,11 @@
 import numpy as np
 import polars as pl
 import pytest
+from scipy.special import ndtr
 
 from starcast import Forecaster
 from starcast.config import FMConfig, LSTMConfig, StarcastConfig
+from starcast.data.schema import RatingScale
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.models import bayesian_fm
@@ -41,6 +43,38 @@ def test_the_tables_are_the_posterior_mean_of_the_draws(split) -> None:
     assert np.abs(chains[0] - chains[1]).max() > 0.01  # two chains, not one counted twice
 
 
+def test_the_probit_tables_are_its_draws_mean_latent_and_spread(split) -> None:
+    """The probit's latent is the mean over draws of myFM's score, its cutpoints their mean,
+    and its expected star Phi of (latent - cutpoint) over the spread of that difference across
+    draws on the fitting rows; within the scale, rising with the latent."""
+    known = split.train
+    config = FMConfig(probit_iterations=40, probit_burn_in=10, cross_rank=10_000)
+    base = FactorBase.fit_probit(known, config, seed=3, scale=RatingScale())
+    design = _Design(known)
+    X, relations = design.rows(known)
+    Xq, relations_q = design.rows(split.test)
+    with bayesian_fm._quiet():
+        model = _myfm().MyFMOrderedProbit(rank=config.rank, random_seed=3).fit(
+            X, np.rint(known["rating"].to_numpy() - 1).astype(int), X_rel=relations, n_iter=40,
+            n_kept_samples=30, grouping=design.grouping)
+    samples = model.predictor_.samples
+    cut = np.array([np.asarray(fm.cutpoints[0]) for fm in samples])  # [draws, 4]
+    scores = np.array([fm.predict_score(X, relations) for fm in samples])
+    fitting = scores[:, :, None] - cut[:, None]
+    queries = np.array([fm.predict_score(Xq, relations_q) for fm in samples])
+    ids = (split.test["user"], split.test["item"], split.test["ts"].to_numpy())
+    assert np.abs(base.latent(*ids) - queries.mean(axis=0)).max() < 1e-4
+    assert np.allclose(base.arrays["cutpoints"], cut.mean(axis=0))
+    assert np.allclose(base.arrays["spread"], np.sqrt(1 + fitting.var(axis=0).mean(axis=0)))
+    star = base.predict(*ids)
+    expected = 1 + ndtr((queries.mean(axis=0)[:, None] - cut.mean(axis=0))
+                        / base.arrays["spread"]).sum(axis=1)
+    assert np.abs(star - expected).max() < 1e-4
+    assert (star >= 1).all() and (star <= 5).all()
+    order = np.argsort(base.latent(*ids))
+    assert (np.diff(star[order]) >= -1e-12).all()
+
+
 def test_truncation_error_falls_with_the_rank_kept(split) -> None:
     config = FMConfig(chains=2, iterations=40, burn_in=10)
     args = (split.test["user"], split.test["item"], split.test["ts"].to_numpy())
@@ -66,7 +100,8 @@ def test_unknown_users_and_items_take_only_what_is_known(split) -> None:
 
 
 def test_the_blend_weight_recovers_a_known_mixture(split) -> None:
-    blend = FactorBlend.fit(split.train, FMConfig(chains=2, iterations=20, burn_in=5), 0)
+    blend = FactorBlend.fit(split.train, FMConfig(chains=2, iterations=20, burn_in=5,
+                                                  probit=False), 0, RatingScale())
     queries = pl.concat([split.valid, split.test])
     fm = blend.fm(queries)
     rng = np.random.default_rng(0)
@@ -84,11 +119,30 @@ def test_the_blend_weight_recovers_a_known_mixture(split) -> None:
         np.sqrt(np.mean((network - truth) ** 2)) - 0.1
 
 
+def test_the_fms_share_recovers_a_known_mixture(split) -> None:
+    config = FMConfig(chains=2, iterations=20, burn_in=5, probit_iterations=40, probit_burn_in=10)
+    blend = FactorBlend.fit(split.train, config, 0, RatingScale())
+    queries = pl.concat([split.valid, split.test])
+    ids = (queries["user"], queries["item"], queries["ts"].to_numpy())
+    regression, probit = blend.factors.predict(*ids), blend.probit.predict(*ids)
+    assert np.abs(regression - probit).mean() > 0.05  # two different models
+    truth = 0.3 * regression + 0.7 * probit + np.random.default_rng(0).normal(0, 0.02, len(probit))
+    blend.mix = blend.fitted_mix(queries, truth)
+    assert blend.mix == pytest.approx(0.3, abs=0.03)
+    assert np.allclose(blend.fm(queries), blend.mix * regression + (1 - blend.mix) * probit)
+    alone = FactorBlend.fit(split.train, FMConfig(chains=2, iterations=20, burn_in=5,
+                                                  probit=False), 0, RatingScale())
+    assert alone.probit is None and alone.fitted_mix(queries, truth) == 1.0
+
+
 def test_the_default_model_saves_and_loads_its_fm(split, tmp_path) -> None:
-    config = StarcastConfig(lstm=LSTMConfig(fm=FMConfig(chains=2, iterations=30, burn_in=10)))
+    config = StarcastConfig(lstm=LSTMConfig(fm=FMConfig(chains=2, iterations=30, burn_in=10,
+                                                        probit_iterations=40, probit_burn_in=10)))
     model = Forecaster(config=config, seed=0, epochs=1).fit(split.train, split.valid)
     weights = model.training_log["blend"]
     assert len(weights) == 2 and all(0 <= w <= 1 for w in weights)
+    assert 0 <= model.training_log["fm_mix"] <= 1
+    assert model.model_.blend_.mix == model.training_log["fm_mix"]  # valid's share is served
     history = pl.concat([split.train, split.valid])
     loaded = Forecaster.load(model.save(tmp_path / "m"))
     assert loaded.predict(history, split.test).equals(model.predict(history, split.test))
@@ -98,7 +152,9 @@ def test_the_default_model_saves_and_loads_its_fm(split, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"rank": 0}, {"chains": 0}, {"cross_rank": -1},
-                                 {"iterations": 10, "burn_in": 10}, {"burn_in": -1}])
+                                 {"iterations": 10, "burn_in": 10}, {"burn_in": -1},
+                                 {"probit_iterations": 0},
+                                 {"probit_iterations": 10, "probit_burn_in": 10}])
 def test_bad_fm_settings_are_refused_by_name(bad) -> None:
     from starcast.errors import ConfigError
 

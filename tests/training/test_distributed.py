@@ -149,7 +149,8 @@ def test_two_gloo_processes_keep_identical_weights_close_to_one_process(events, 
 def test_train_nproc_writes_a_model_that_loads_and_predicts(events, tmp_path, name) -> None:
     out = tmp_path / "m"
     config = tmp_path / "short-fm.toml"  # the FM beside the network, in a short chain
-    config.write_text(f"[{name}.fm]\nchains = 2\niterations = 30\nburn_in = 10\n")
+    config.write_text(f"[{name}.fm]\nchains = 2\niterations = 30\nburn_in = 10\n"
+                      "probit_iterations = 40\nprobit_burn_in = 10\n")
     done = subprocess.run(
         [sys.executable, "-m", "starcast", "train", "--data", str(events), "--split", "time",
          "--epochs", "2", "--out", str(out), "--nproc", "2", "--model", name,
