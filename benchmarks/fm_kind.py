@@ -63,16 +63,24 @@ def rmse(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(np.sqrt(np.mean((truth - pred) ** 2)))
 
 
-def measure(events: pl.DataFrame, name: str, protocol: str, seed: int) -> dict:
+def fitted_default(events: pl.DataFrame, protocol: str, seed: int) -> tuple:
+    """The default lstm fitted on the split: (train, valid, test, known, the final network's
+    test predictions, the default's, and for valid and test: (visible, fitted-on) counts)."""
     split = split_events(events, protocol)
     train, valid, test = split.train, split.valid, split.test
     known = pl.concat([train, valid])
-    tv, tt = valid[RATING].to_numpy(), test[RATING].to_numpy()
     model = Forecaster(seed=seed).fit(train, valid)
     test_net = np.asarray(model.model_._network_estimate(known, test).mean)
     default = model.predict(known, test)["prediction"].to_numpy()
     valid_where = visible_counts(known, valid), counts(train, valid[USER])
     test_where = visible_counts(known, test), counts(known, test[USER])
+    return train, valid, test, known, test_net, default, valid_where, test_where
+
+
+def measure(events: pl.DataFrame, name: str, protocol: str, seed: int) -> dict:
+    train, valid, test, known, test_net, default, valid_where, test_where = fitted_default(
+        events, protocol, seed)
+    tv, tt = valid[RATING].to_numpy(), test[RATING].to_numpy()
     row = {"set": set_label(name), "protocol": protocol, "seed": seed,
            "default": rmse(tt, default), "net": rmse(tt, test_net)}
     blended = {}

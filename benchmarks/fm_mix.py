@@ -22,12 +22,10 @@ import sys
 import numpy as np
 import polars as pl
 from accuracy import events_of, set_label
-from fm_kind import apply, captured, counts, rmse, weights
+from fm_kind import apply, captured, fitted_default, rmse, weights
 from scipy.special import ndtr
 
-from starcast import Forecaster, split_events
-from starcast.data.schema import RATING, USER
-from starcast.features.history import visible_counts
+from starcast.data.schema import RATING
 from starcast.models import bayesian_fm as bfm
 from starcast.models.blend import _weight
 
@@ -59,15 +57,9 @@ def fm(known: pl.DataFrame, queries: pl.DataFrame, seed: int, probit: bool) -> n
 
 
 def measure(events: pl.DataFrame, name: str, protocol: str, seed: int) -> dict:
-    split = split_events(events, protocol)
-    train, valid, test = split.train, split.valid, split.test
-    known = pl.concat([train, valid])
+    train, valid, test, known, test_net, default, valid_where, test_where = fitted_default(
+        events, protocol, seed)
     tv, tt = valid[RATING].to_numpy(), test[RATING].to_numpy()
-    model = Forecaster(seed=seed).fit(train, valid)
-    test_net = np.asarray(model.model_._network_estimate(known, test).mean)
-    default = model.predict(known, test)["prediction"].to_numpy()
-    valid_where = visible_counts(known, valid), counts(train, valid[USER])
-    test_where = visible_counts(known, test), counts(known, test[USER])
     reg = fm(train, valid, 42 + seed, False), fm(known, test, 42 + seed, False)
     pro = fm(train, valid, 42 + seed, True), fm(known, test, 42 + seed, True)
     lam = _weight(reg[0] - pro[0], tv - pro[0])
