@@ -106,11 +106,11 @@ class FactorBase:
     """
 
     def __init__(self, users: list[str], items: list[str], days: np.ndarray, w0: float,
-                 arrays: dict[str, np.ndarray]) -> None:
+                 arrays: dict[str, np.ndarray], low: float = 0.0) -> None:
         self.users = {u: k for k, u in enumerate(users)}
         self.items = {i: k for k, i in enumerate(items)}
         self.days, self.w0, self.arrays = days, w0, arrays
-        self.low = 0.0  # the probit's lowest star (its expected star counts up from it)
+        self.low = low  # the probit's lowest star (its expected star counts up from it)
 
     @classmethod
     def fit(cls, known: pl.DataFrame, config: FMConfig, seed: int) -> FactorBase:
@@ -118,7 +118,8 @@ class FactorBase:
         design = _Design(known)
         draws = _Draws(design, config, config.chains, config.iterations, config.burn_in)
         ratings = known[RATING].to_numpy().astype(np.float64)
-        return cls._sampled(known, design, draws, config, seed, _myfm().MyFMRegressor, ratings)
+        return cls._sampled(known, design, design.rows(known), draws, config, seed,
+                            _myfm().MyFMRegressor, ratings)
 
     @classmethod
     def fit_probit(cls, known: pl.DataFrame, config: FMConfig, seed: int,
@@ -128,18 +129,17 @@ class FactorBase:
         All_Beauty loo (0.42 against 0.36) and Digital_Music loo (0.706, 0.703), better only on
         Digital_Music time (0.781, 0.787); benchmarks/results/fm-mix.log."""
         design = _Design(known)
-        X, relations = design.rows(known)
-        draws = _ProbitDraws(design, config, X, relations)
+        rows = design.rows(known)
+        draws = _ProbitDraws(design, config, *rows)
         stars = np.rint(known[RATING].to_numpy() - scale.low).astype(np.int64)
-        base = cls._sampled(known, design, draws, config, seed, _myfm().MyFMOrderedProbit, stars)
-        base.arrays |= draws.link()
-        base.low = scale.low
-        return base
+        return cls._sampled(known, design, rows, draws, config, seed, _myfm().MyFMOrderedProbit,
+                            stars, scale.low)
 
     @classmethod
-    def _sampled(cls, known: pl.DataFrame, design: _Design, draws: _Draws, config: FMConfig,
-                 seed: int, kind: type, target: np.ndarray) -> FactorBase:
-        X, relations = design.rows(known)
+    def _sampled(cls, known: pl.DataFrame, design: _Design, rows: tuple, draws: _Draws,
+                 config: FMConfig, seed: int, kind: type, target: np.ndarray,
+                 low: float = 0.0) -> FactorBase:
+        X, relations = rows
         for chain in range(draws.chains):
             with _quiet():
                 kind(rank=config.rank, random_seed=seed + CHAIN_SEEDS * chain).fit(
@@ -154,8 +154,9 @@ class FactorBase:
             arrays[f"vec_{a}_{b}"], arrays[f"vec_{b}_{a}"] = _product_factors(
                 np.concatenate(draws.vectors[a], axis=1), np.concatenate(draws.vectors[b], axis=1),
                 len(draws.vectors[a]), config.cross_rank, seed)
+        arrays |= draws.link()
         return cls(list(design.users), list(design.items), design.days, draws.w0 / draws.n,
-                   arrays)
+                   arrays, low)
 
     def user_events(self, users: Sequence[str] | pl.Series) -> np.ndarray:
         """How many events of each user the FM was fitted on (0: an unknown user)."""
@@ -198,9 +199,8 @@ class FactorBase:
     @classmethod
     def restore(cls, arrays: dict[str, np.ndarray], meta: dict) -> FactorBase:
         rest = {k: v for k, v in arrays.items() if k != "days"}
-        base = cls(meta["users"], meta["items"], arrays["days"], float(meta["w0"]), rest)
-        base.low = float(meta["low"])
-        return base
+        return cls(meta["users"], meta["items"], arrays["days"], float(meta["w0"]), rest,
+                   float(meta["low"]))
 
 
 class _Draws:
@@ -235,6 +235,10 @@ class _Draws:
             if keep:
                 self.vectors[name].append(vectors.astype(np.float32))
         return False, None
+
+    def link(self) -> dict[str, np.ndarray]:
+        """Arrays of the likelihood's link beyond the FM's tables (the regression has none)."""
+        return {}
 
 
 class _ProbitDraws(_Draws):
