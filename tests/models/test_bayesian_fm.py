@@ -12,7 +12,7 @@ from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.models import bayesian_fm
 from starcast.models.bayesian_fm import FactorBase, _Design, _myfm
-from starcast.models.blend import FactorBlend
+from starcast.models.blend import FactorBlend, fitted_pair
 
 pytest.importorskip("myfm")
 
@@ -43,11 +43,16 @@ def test_the_tables_are_the_posterior_mean_of_the_draws(split) -> None:
     assert np.abs(chains[0] - chains[1]).max() > 0.01  # two chains, not one counted twice
 
 
-def test_the_probit_tables_are_its_draws_mean_latent_and_spread(split) -> None:
+@pytest.mark.parametrize("sampled", [False, True])
+def test_the_probit_tables_are_its_draws_mean_latent_and_spread(split, sampled,
+                                                                monkeypatch) -> None:
     """The probit's latent is the mean over draws of myFM's score, its cutpoints their mean,
     and its expected star Phi of (latent - cutpoint) over the spread of that difference across
-    draws on the fitting rows; within the scale, rising with the latent."""
+    draws on the fitting rows (past SPREAD_ROWS of them, on `spread_rows`); within the scale,
+    rising with the latent."""
     known = split.train
+    if sampled:
+        monkeypatch.setattr(bayesian_fm, "SPREAD_ROWS", 500)
     config = FMConfig(probit_iterations=40, probit_burn_in=10, cross_rank=10_000)
     base = FactorBase.fit_probit(known, config, seed=3, scale=RatingScale())
     design = _Design(known)
@@ -59,7 +64,9 @@ def test_the_probit_tables_are_its_draws_mean_latent_and_spread(split) -> None:
             n_kept_samples=30, grouping=design.grouping)
     samples = model.predictor_.samples
     cut = np.array([np.asarray(fm.cutpoints[0]) for fm in samples])  # [draws, 4]
-    scores = np.array([fm.predict_score(X, relations) for fm in samples])
+    rows = bayesian_fm.spread_rows(known.height, 3)
+    assert len(rows) == (500 if sampled else known.height)
+    scores = np.array([fm.predict_score(X, relations)[rows] for fm in samples])
     fitting = scores[:, :, None] - cut[:, None]
     queries = np.array([fm.predict_score(Xq, relations_q) for fm in samples])
     ids = (split.test["user"], split.test["item"], split.test["ts"].to_numpy())
@@ -73,6 +80,18 @@ def test_the_probit_tables_are_its_draws_mean_latent_and_spread(split) -> None:
     assert (star >= 1).all() and (star <= 5).all()
     order = np.argsort(base.latent(*ids))
     assert (np.diff(star[order]) >= -1e-12).all()
+
+
+def test_the_two_fms_fitted_at_once_are_the_ones_fitted_in_turn(split) -> None:
+    """The probit fitted in a second process is the one fitted here: same seeds, same draws."""
+    config = FMConfig(chains=2, iterations=20, burn_in=5, probit_iterations=20, probit_burn_in=5)
+    serial = fitted_pair(split.train, config, 3, RatingScale(), parallel=False)
+    parallel = fitted_pair(split.train, config, 3, RatingScale(), parallel=True)
+    for one, other in zip(serial, parallel, strict=True):
+        assert one.arrays.keys() == other.arrays.keys()
+        assert all(np.array_equal(one.arrays[k], other.arrays[k]) for k in one.arrays)
+        assert one.w0 == other.w0
+    assert "spread" in parallel[1].arrays and "spread" not in parallel[0].arrays
 
 
 def test_truncation_error_falls_with_the_rank_kept(split) -> None:

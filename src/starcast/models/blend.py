@@ -26,7 +26,10 @@ against the network's 0.78.)
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,9 +61,9 @@ class FactorBlend:
             weights: np.ndarray | None = None, mix: float | None = None) -> FactorBlend:
         """The FMs fitted on `known`, with these weights and share (default: NO_VALID)."""
         chosen = np.full(GROUPS, NO_VALID) if weights is None else weights
-        probit = FactorBase.fit_probit(known, config, seed, scale) if config.probit else None
+        factors, probit = fitted_pair(known, config, seed, scale)
         share = 1.0 if probit is None else NO_VALID if mix is None else mix
-        return cls(FactorBase.fit(known, config, seed), chosen, probit, share)
+        return cls(factors, chosen, probit, share)
 
     def fm(self, queries: pl.DataFrame) -> np.ndarray:
         return self._fm(queries[USER], queries[ITEM], queries[TS].to_numpy())
@@ -119,6 +122,30 @@ class FactorBlend:
         probit = _restored("fm_probit.", tensors, meta["probit"]) if "probit" in meta else None
         return cls(_restored("fm.", tensors, meta), np.asarray(meta["weights"], dtype=float),
                    probit, float(meta["mix"]))
+
+
+def fitted_pair(known: pl.DataFrame, config: FMConfig, seed: int, scale: RatingScale,
+                parallel: bool | None = None) -> tuple[FactorBase, FactorBase | None]:
+    """The regression FM and, if configured, the probit beside it, fitted at once on two cores
+    when there are two (default: `spare_core()`). myFM's sampler holds the GIL, so the
+    probit goes to a second process rather than a thread; the two answers do not depend on
+    it (each chain has its own seed)."""
+    if not config.probit:
+        return FactorBase.fit(known, config, seed), None
+    if not (spare_core() if parallel is None else parallel):
+        return (FactorBase.fit(known, config, seed),
+                FactorBase.fit_probit(known, config, seed, scale))
+    # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        probit = pool.submit(FactorBase.fit_probit, known, config, seed, scale)
+        return FactorBase.fit(known, config, seed), probit.result()
+
+
+def spare_core() -> bool:
+    """Whether a second process may run beside this one: two cores or more to run on, and
+    not a daemonic worker (those may not start processes of their own)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) >= 2 and not multiprocessing.current_process().daemon
 
 
 def _tensors(prefix: str, base: FactorBase) -> tuple[dict[str, torch.Tensor], dict]:
