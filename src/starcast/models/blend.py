@@ -26,10 +26,8 @@ against the network's 0.78.)
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +37,7 @@ from scipy.special import erfcx, ndtr
 
 from starcast.config import FMConfig
 from starcast.data.schema import ITEM, TS, USER, RatingScale
+from starcast.models import fm_process
 from starcast.models.bayesian_fm import FactorBase
 
 GROUPS = 2
@@ -127,25 +126,21 @@ class FactorBlend:
 def fitted_pair(known: pl.DataFrame, config: FMConfig, seed: int, scale: RatingScale,
                 parallel: bool | None = None) -> tuple[FactorBase, FactorBase | None]:
     """The regression FM and, if configured, the probit beside it, fitted at once on two cores
-    when there are two (default: `spare_core()`). myFM's sampler holds the GIL, so the
-    probit goes to a second process rather than a thread; the two answers do not depend on
-    it (each chain has its own seed)."""
+    when there are two (default: `spare_core()`; the probit in a second process,
+    `fm_process`). The answers do not depend on it: each chain has its own seed."""
     if not config.probit:
         return FactorBase.fit(known, config, seed), None
     if not (spare_core() if parallel is None else parallel):
         return (FactorBase.fit(known, config, seed),
                 FactorBase.fit_probit(known, config, seed, scale))
-    # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        probit = pool.submit(FactorBase.fit_probit, known, config, seed, scale)
+    with fm_process.aside("fit_probit", known, config, seed, scale) as probit:
         return FactorBase.fit(known, config, seed), probit.result()
 
 
 def spare_core() -> bool:
-    """Whether a second process may run beside this one: two cores or more to run on, and
-    not a daemonic worker (those may not start processes of their own)."""
+    """Whether this process may use a second core."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) >= 2 and not multiprocessing.current_process().daemon
+    return (cores or 1) >= 2
 
 
 def _tensors(prefix: str, base: FactorBase) -> tuple[dict[str, torch.Tensor], dict]:
