@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 
 from starcast import MODELS, Forecaster, ModelFormatError, NotFittedError
+from starcast.config import FMConfig, LSTMConfig, StarcastConfig, TransformerConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.forecaster import FORMAT_VERSION
@@ -17,10 +18,15 @@ def split():
 
 
 QUICK = {"mf": 2, "seed": 2, "lstm": 2, "transformer": 2}
+# the contract does not need a converged FM: short chains keep these tests quick
+QUICK_FM = FMConfig(chains=2, iterations=20, burn_in=5, probit_iterations=20, probit_burn_in=5)
+QUICK_CONFIG = StarcastConfig(lstm=LSTMConfig(fm=QUICK_FM),
+                              transformer=TransformerConfig(fm=QUICK_FM))
 
 
 def fitted(name, split, seed=0):
-    return Forecaster(name, seed=seed, epochs=QUICK.get(name)).fit(split.train, split.valid)
+    return Forecaster(name, QUICK_CONFIG, seed=seed, epochs=QUICK.get(name)).fit(
+        split.train, split.valid)
 
 
 def queries(split):
