@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from starcast.config import FMConfig, LSTMConfig, StarcastConfig, TransformerConfig
+
 # the same examples on every run: a red CI run reproduces, a green one stays green
 settings.register_profile("starcast", derandomize=True, deadline=None)
 settings.load_profile("starcast")
@@ -18,3 +20,11 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def quick() -> StarcastConfig:
+    """The defaults with short FM chains, for tests of what a fitted model does rather than
+    how well: the default schedule costs seconds per fit even on small data."""
+    fm = FMConfig(chains=2, iterations=20, burn_in=5, probit_iterations=20, probit_burn_in=5)
+    return StarcastConfig(lstm=LSTMConfig(fm=fm), transformer=TransformerConfig(fm=fm))

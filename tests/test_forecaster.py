@@ -5,7 +5,6 @@ import polars as pl
 import pytest
 
 from starcast import MODELS, Forecaster, ModelFormatError, NotFittedError
-from starcast.config import FMConfig, LSTMConfig, StarcastConfig, TransformerConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.forecaster import FORMAT_VERSION
@@ -18,14 +17,10 @@ def split():
 
 
 QUICK = {"mf": 2, "seed": 2, "lstm": 2, "transformer": 2}
-# the contract does not need a converged FM: short chains keep these tests quick
-QUICK_FM = FMConfig(chains=2, iterations=20, burn_in=5, probit_iterations=20, probit_burn_in=5)
-QUICK_CONFIG = StarcastConfig(lstm=LSTMConfig(fm=QUICK_FM),
-                              transformer=TransformerConfig(fm=QUICK_FM))
 
 
-def fitted(name, split, seed=0):
-    return Forecaster(name, QUICK_CONFIG, seed=seed, epochs=QUICK.get(name)).fit(
+def fitted(name, split, config, seed=0):
+    return Forecaster(name, config, seed=seed, epochs=QUICK.get(name)).fit(
         split.train, split.valid)
 
 
@@ -37,8 +32,8 @@ def queries(split):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_model_contract(name, split, tmp_path):
-    model = fitted(name, split)
+def test_model_contract(name, split, tmp_path, quick):
+    model = fitted(name, split, quick)
     history = pl.concat([split.train, split.valid])
     q = queries(split)
     out = model.predict(history, q)
@@ -50,7 +45,7 @@ def test_model_contract(name, split, tmp_path):
     model.save(tmp_path / name)
     loaded = Forecaster.load(tmp_path / name).predict(history, q)
     np.testing.assert_allclose(loaded["prediction"], out["prediction"], atol=1e-6)
-    twin = fitted(name, split).predict(history, q)
+    twin = fitted(name, split, quick).predict(history, q)
     np.testing.assert_allclose(twin["prediction"], out["prediction"], atol=1e-6)
 
 
@@ -61,8 +56,8 @@ def test_unfitted_and_bad_model_dir(tmp_path):
         Forecaster.load(tmp_path)
 
 
-def test_load_refuses_other_format_version(split, tmp_path):
-    fitted("bias", split).save(tmp_path)
+def test_load_refuses_other_format_version(split, tmp_path, quick):
+    fitted("bias", split, quick).save(tmp_path)
     meta = tmp_path / "model.json"
     version = f'"format_version": {FORMAT_VERSION}'
     meta.write_text(meta.read_text().replace(version, '"format_version": 99'))

@@ -108,10 +108,10 @@ def test_fitted_calibration_beats_the_star_shares_on_held_out_events() -> None:
 
 
 @pytest.fixture(scope="module")
-def fitted():
+def fitted(quick):
     data = generate(SynthConfig(users=200, items=60, events=5_000, seed=3))
     split = split_events(data.events, "loo")
-    model = Forecaster("lstm", seed=0, epochs=1).fit(split.train, split.valid)
+    model = Forecaster("lstm", quick, seed=0, epochs=1).fit(split.train, split.valid)
     return model, pl.concat([split.train, split.valid]), split.test
 
 

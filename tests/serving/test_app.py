@@ -20,14 +20,14 @@ from starcast.serving.store import Store
 
 
 @pytest.fixture(scope="module")
-def trained(request):
+def trained(request, quick):
     """A trained lstm, or the model a test names (no valid: every epoch runs, so the
     sequence state matters)."""
     data = generate(SynthConfig(users=120, items=50, events=3_000, seed=7))
     split = split_events(data.events, "time")
     known = pl.concat([split.train, split.valid])
     name = getattr(request, "param", "lstm")
-    model = Forecaster(name, seed=0, epochs=2).fit(known, None, data.items)
+    model = Forecaster(name, quick, seed=0, epochs=2).fit(known, None, data.items)
     assert model.model_.log_.best_epoch == 2
     return model, known, split.test
 

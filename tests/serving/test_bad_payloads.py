@@ -40,9 +40,9 @@ def bad_event(draw):
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def service(tmp_path_factory, quick):
     data = generate(SynthConfig(users=60, items=30, events=1_200, seed=8))
-    model = Forecaster("lstm", seed=0, epochs=1).fit(data.events, None)
+    model = Forecaster("lstm", quick, seed=0, epochs=1).fit(data.events, None)
     path = tmp_path_factory.mktemp("bad") / "s.db"
     api = TestClient(create_app(OnlineForecaster(model, Store(path)), None, "test"))
     good = {"user": "u0", "item": "i0", "rating": 3.0, "ts": 10}

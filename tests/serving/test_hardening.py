@@ -26,9 +26,9 @@ QUIET = [HealthCheck.function_scoped_fixture]
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(quick):
     data = generate(SynthConfig(users=60, items=30, events=1_200, seed=8))
-    return Forecaster("lstm", seed=0, epochs=1).fit(data.events, None)
+    return Forecaster("lstm", quick, seed=0, epochs=1).fit(data.events, None)
 
 
 @pytest.fixture()

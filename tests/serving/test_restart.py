@@ -51,10 +51,10 @@ def events_json(frame):
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 @pytest.mark.parametrize("name", ["lstm", "transformer"])
-def test_killed_server_loses_no_acknowledged_event(tmp_path, name) -> None:
+def test_killed_server_loses_no_acknowledged_event(tmp_path, name, quick) -> None:
     data = generate(SynthConfig(users=150, items=60, events=4_000, seed=9))
     events = data.events.sort(["ts", "user", "item"])
-    model = Forecaster(name, seed=0, epochs=1).fit(events, None)
+    model = Forecaster(name, quick, seed=0, epochs=1).fit(events, None)
     model.save(tmp_path / "model")
     state, port = tmp_path / "state.db", free_port()
     process, url = start(tmp_path / "model", state, port)
@@ -97,10 +97,10 @@ def _try_post(url, frame) -> None:
         pass  # the server died under it: that is the point
 
 
-def test_workers_share_one_state_file_and_answer_as_batch_predict(tmp_path) -> None:
+def test_workers_share_one_state_file_and_answer_as_batch_predict(tmp_path, quick) -> None:
     data = generate(SynthConfig(users=150, items=60, events=4_000, seed=10))
     events = data.events.sort(["ts", "user", "item"])
-    model = Forecaster("lstm", seed=0, epochs=1).fit(events, None)
+    model = Forecaster("lstm", quick, seed=0, epochs=1).fit(events, None)
     model.save(tmp_path / "model")
     head, tail = events.head(3_000), events.tail(1_000)
     head.write_parquet(tmp_path / "head.parquet")
