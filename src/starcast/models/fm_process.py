@@ -10,6 +10,7 @@ guard. Arguments and the answer travel as pickles in a temporary directory.
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import shutil
 import subprocess
@@ -32,9 +33,12 @@ class Aside:
             raise ValueError(f"not a FactorBase fit: {method!r} (one of {', '.join(FITS)})")
         self.folder = folder
         (folder / "in.pkl").write_bytes(pickle.dumps((method, args)))
+        # the child imports what this process imports, even from paths added at run time
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         with open(folder / "log.txt", "wb") as log:
             self.child = subprocess.Popen([sys.executable, "-m", __name__, str(folder)],
-                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                          env=env)
 
     def result(self) -> FactorBase:
         """The fitted FM; an error the child raised is raised here."""
