@@ -28,10 +28,10 @@ captured: dict[str, np.ndarray] = {}
 _valid_blend = sequence.SequenceModel._valid_blend
 
 
-def _capturing(self, train: pl.DataFrame, valid: pl.DataFrame):
+def _capturing(self, train: pl.DataFrame, valid: pl.DataFrame, *blend):
     history = pl.concat([train, valid])
     captured["valid_net"] = np.asarray(self._network_estimate(history, valid).mean).copy()
-    return _valid_blend(self, train, valid)
+    return _valid_blend(self, train, valid, *blend)
 
 
 sequence.SequenceModel._valid_blend = _capturing

@@ -12,7 +12,7 @@ from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.models import bayesian_fm
 from starcast.models.bayesian_fm import FactorBase, _Design, _myfm
-from starcast.models.blend import FactorBlend, fitted_pair
+from starcast.models.blend import FactorBlend, fitted_pair, fitting
 
 pytest.importorskip("myfm")
 
@@ -82,16 +82,35 @@ def test_the_probit_tables_are_its_draws_mean_latent_and_spread(split, sampled,
     assert (np.diff(star[order]) >= -1e-12).all()
 
 
-def test_the_two_fms_fitted_at_once_are_the_ones_fitted_in_turn(split) -> None:
-    """The probit fitted in a second process is the one fitted here: same seeds, same draws."""
+def _same(one: FactorBase, other: FactorBase) -> bool:
+    return (one.arrays.keys() == other.arrays.keys() and one.w0 == other.w0
+            and all(np.array_equal(one.arrays[k], other.arrays[k]) for k in one.arrays))
+
+
+def test_the_fms_fitted_at_once_are_the_ones_fitted_in_turn(split) -> None:
+    """Each round's probit fitted in a second process is the one fitted here: same seeds, same
+    draws; the second round's answer does not depend on the first's."""
     config = FMConfig(chains=2, iterations=20, burn_in=5, probit_iterations=20, probit_burn_in=5)
-    serial = fitted_pair(split.train, config, 3, RatingScale(), parallel=False)
-    parallel = fitted_pair(split.train, config, 3, RatingScale(), parallel=True)
+    rounds = [split.train, pl.concat([split.train, split.valid])]
+    with fitting(rounds, config, 3, RatingScale(), parallel=True) as pair:
+        parallel = [pair(1), pair(0)]  # (asked out of order)
+    serial = [fitted_pair(known, config, 3, RatingScale(), parallel=False)
+              for known in reversed(rounds)]
     for one, other in zip(serial, parallel, strict=True):
-        assert one.arrays.keys() == other.arrays.keys()
-        assert all(np.array_equal(one.arrays[k], other.arrays[k]) for k in one.arrays)
-        assert one.w0 == other.w0
-    assert "spread" in parallel[1].arrays and "spread" not in parallel[0].arrays
+        assert _same(one[0], other[0]) and _same(one[1], other[1])
+        assert "spread" in other[1].arrays and "spread" not in other[0].arrays
+    assert not _same(parallel[0][1], parallel[1][1])  # (two rounds, two fits)
+
+
+def test_a_round_is_fitted_once(split, monkeypatch) -> None:
+    calls = []
+    fit = FactorBase.fit.__func__
+    monkeypatch.setattr(FactorBase, "fit",
+                        classmethod(lambda cls, *args: calls.append(1) or fit(cls, *args)))
+    config = FMConfig(chains=1, iterations=10, burn_in=2, probit=False)
+    with fitting([split.train], config, 3, RatingScale()) as pair:
+        assert pair(0) is pair(-1)
+    assert len(calls) == 1
 
 
 def test_truncation_error_falls_with_the_rank_kept(split) -> None:

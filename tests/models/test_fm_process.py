@@ -21,21 +21,32 @@ def events() -> pl.DataFrame:
 
 
 def test_the_child_fits_what_this_process_fits(events) -> None:
-    with fm_process.aside("fit", events, CONFIG, 5) as child:
+    with fm_process.aside([("fit", (events, CONFIG, 5))]) as child:
         there = child.result()
     here = FactorBase.fit(events, CONFIG, 5)
     assert all(np.array_equal(here.arrays[k], there.arrays[k]) for k in here.arrays)
     assert not list(child.folder.parent.glob(child.folder.name))  # its files are gone
 
 
+def test_the_child_fits_in_turn_and_each_answer_is_its_own(events) -> None:
+    """A failed fit is raised for that fit only; the one after it still answers."""
+    calls = [("fit", (events.drop("rating"), CONFIG, 5)), ("fit", (events, CONFIG, 6))]
+    with fm_process.aside(calls) as child:
+        second = child.result(1)
+        with pytest.raises(pl.exceptions.ColumnNotFoundError, match="rating"):
+            child.result(0)
+    here = FactorBase.fit(events, CONFIG, 6)
+    assert all(np.array_equal(here.arrays[k], second.arrays[k]) for k in here.arrays)
+
+
 def test_an_error_in_the_child_is_raised_here_as_itself(events) -> None:
-    with fm_process.aside("fit", events.drop("rating"), CONFIG, 5) as child:
+    with fm_process.aside([("fit", (events.drop("rating"), CONFIG, 5))]) as child:
         with pytest.raises(pl.exceptions.ColumnNotFoundError, match="rating"):
             child.result()
 
 
 def test_a_child_that_dies_is_an_error_that_says_so(events) -> None:
-    with fm_process.aside("fit", events, FMConfig(iterations=10_000), 5) as child:
+    with fm_process.aside([("fit", (events, FMConfig(iterations=10_000), 5))]) as child:
         child.child.kill()
         with pytest.raises(StarcastError, match="second process ended with exit status -9"):
             child.result()
@@ -43,5 +54,5 @@ def test_a_child_that_dies_is_an_error_that_says_so(events) -> None:
 
 def test_only_factorbase_fits_run_in_a_child(events) -> None:
     with pytest.raises(ValueError, match="not a FactorBase fit: 'restore'"):
-        with fm_process.aside("restore", {}, {}):
+        with fm_process.aside([("restore", ({}, {}))]):
             pass

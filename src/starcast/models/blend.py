@@ -26,8 +26,10 @@ against the network's 0.78.)
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +44,7 @@ from starcast.models.bayesian_fm import FactorBase
 
 GROUPS = 2
 Ids = Sequence[str] | pl.Series
+Pair = tuple[FactorBase, FactorBase | None]  # the regression FM, the probit if configured
 MIN_GROUP = 50  # valid events a group needs for a weight of its own, else the pooled one
 NO_VALID = 0.5  # without valid events to fit a weight: the plain average of the two
 FLAT = 1e-3  # log-density slope across [0, 1] under which the truncated mean is read linearly
@@ -59,8 +62,14 @@ class FactorBlend:
     def fit(cls, known: pl.DataFrame, config: FMConfig, seed: int, scale: RatingScale,
             weights: np.ndarray | None = None, mix: float | None = None) -> FactorBlend:
         """The FMs fitted on `known`, with these weights and share (default: NO_VALID)."""
+        return cls.of(fitted_pair(known, config, seed, scale), weights, mix)
+
+    @classmethod
+    def of(cls, pair: Pair, weights: np.ndarray | None = None,
+           mix: float | None = None) -> FactorBlend:
+        """Fitted FMs (`fitting`), with these weights and share (default: NO_VALID)."""
+        factors, probit = pair
         chosen = np.full(GROUPS, NO_VALID) if weights is None else weights
-        factors, probit = fitted_pair(known, config, seed, scale)
         share = 1.0 if probit is None else NO_VALID if mix is None else mix
         return cls(factors, chosen, probit, share)
 
@@ -123,18 +132,34 @@ class FactorBlend:
                    probit, float(meta["mix"]))
 
 
+@contextlib.contextmanager
+def fitting(rounds: Sequence[pl.DataFrame], config: FMConfig, seed: int, scale: RatingScale,
+            parallel: bool | None = None) -> Iterator[Callable[[int], Pair]]:
+    """`pair(i)`: the FMs fitted on `rounds[i]`, once each. With two cores (default:
+    `spare_core()`) every round's probit starts at once in a second process (`fm_process`),
+    in turn, while this one goes on (the caller's network, the regression FMs); without,
+    `pair` fits both. The answers do not depend on it: each chain has its own seed."""
+    aside = config.probit and (spare_core() if parallel is None else parallel)
+    calls = [("fit_probit", (known, config, seed, scale)) for known in rounds] if aside else []
+    with (fm_process.aside(calls) if calls else contextlib.nullcontext()) as probits:
+
+        @functools.cache
+        def fitted(i: int) -> Pair:
+            regression = FactorBase.fit(rounds[i], config, seed)  # (before waiting for the child)
+            if not config.probit:
+                return regression, None
+            if probits is None:
+                return regression, FactorBase.fit_probit(rounds[i], config, seed, scale)
+            return regression, probits.result(i)
+
+        yield lambda i: fitted(range(len(rounds))[i])
+
+
 def fitted_pair(known: pl.DataFrame, config: FMConfig, seed: int, scale: RatingScale,
-                parallel: bool | None = None) -> tuple[FactorBase, FactorBase | None]:
-    """The regression FM and, if configured, the probit beside it, fitted at once on two cores
-    when there are two (default: `spare_core()`; the probit in a second process,
-    `fm_process`). The answers do not depend on it: each chain has its own seed."""
-    if not config.probit:
-        return FactorBase.fit(known, config, seed), None
-    if not (spare_core() if parallel is None else parallel):
-        return (FactorBase.fit(known, config, seed),
-                FactorBase.fit_probit(known, config, seed, scale))
-    with fm_process.aside("fit_probit", known, config, seed, scale) as probit:
-        return FactorBase.fit(known, config, seed), probit.result()
+                parallel: bool | None = None) -> Pair:
+    """The FMs fitted on `known` (the two at once on two cores, as in `fitting`)."""
+    with fitting([known], config, seed, scale, parallel) as pair:
+        return pair(0)
 
 
 def spare_core() -> bool:

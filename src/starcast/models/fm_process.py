@@ -1,10 +1,11 @@
-"""A Bayesian FM fitted in a second Python process, while this one goes on.
+"""Bayesian FMs fitted in a second Python process, in turn, while this one goes on.
 
 myFM's sampler holds the GIL, so a thread would not run beside the caller's own fit. The
 child is a fresh interpreter (`python -m starcast.models.fm_process DIR`), not a fork or a
 multiprocessing spawn: a fork would inherit torch's thread pools, and a spawn re-imports
 the caller's main script, which breaks any script without an `if __name__ == "__main__"`
-guard. Arguments and the answer travel as pickles in a temporary directory.
+guard. Arguments and answers travel as pickles in a temporary directory; each answer is
+there as soon as its fit ends, so the caller can use the first while the child fits the next.
 """
 
 from __future__ import annotations
@@ -16,23 +17,26 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from starcast.errors import StarcastError
 from starcast.models.bayesian_fm import FactorBase
 
 FITS = ("fit", "fit_probit")  # the FactorBase constructors a child may run
+POLL = 0.1  # seconds between looks for the next answer
+Call = tuple[str, tuple]  # (FactorBase constructor, its arguments)
 
 
 class Aside:
-    """One FactorBase fit running in a child process; `result()` waits for it."""
+    """FactorBase fits running in turn in one child process; `result(i)` waits for the i-th."""
 
-    def __init__(self, method: str, args: tuple, folder: Path) -> None:
-        if method not in FITS:
-            raise ValueError(f"not a FactorBase fit: {method!r} (one of {', '.join(FITS)})")
+    def __init__(self, calls: Sequence[Call], folder: Path) -> None:
+        for method, _ in calls:
+            if method not in FITS:
+                raise ValueError(f"not a FactorBase fit: {method!r} (one of {', '.join(FITS)})")
         self.folder = folder
-        (folder / "in.pkl").write_bytes(pickle.dumps((method, args)))
+        (folder / "in.pkl").write_bytes(pickle.dumps(list(calls)))
         # the child imports what this process imports, even from paths added at run time
         env = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         with open(folder / "log.txt", "wb") as log:
@@ -40,14 +44,18 @@ class Aside:
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                           env=env)
 
-    def result(self) -> FactorBase:
-        """The fitted FM; an error the child raised is raised here."""
-        status = self.child.wait()
-        answer = self.folder / "out.pkl"
-        if not answer.exists():
-            log = (self.folder / "log.txt").read_text(errors="replace").strip().splitlines()
-            raise StarcastError(f"the FM's second process ended with exit status {status}"
-                                + (f": {log[-1]}" if log else ""))
+    def result(self, index: int = 0) -> FactorBase:
+        """The `index`-th fitted FM; an error the child raised in that fit is raised here."""
+        answer = self.folder / f"out{index}.pkl"
+        while not answer.exists():
+            try:
+                status = self.child.wait(POLL)
+            except subprocess.TimeoutExpired:
+                continue
+            if not answer.exists():  # (an answer may land just before the child ends)
+                log = (self.folder / "log.txt").read_text(errors="replace").strip().splitlines()
+                raise StarcastError(f"the FM's second process ended with exit status {status}"
+                                    + (f": {log[-1]}" if log else ""))
         ok, value = pickle.loads(answer.read_bytes())
         if not ok:
             raise value
@@ -55,12 +63,12 @@ class Aside:
 
 
 @contextlib.contextmanager
-def aside(method: str, *args) -> Iterator[Aside]:
-    """`FactorBase.<method>(*args)` started in a child process; the child is stopped and its
-    files removed when the block ends, answered or not."""
+def aside(calls: Sequence[Call]) -> Iterator[Aside]:
+    """`FactorBase.<method>(*args)` for each (method, args) in `calls`, in turn, in a child
+    process; the child is stopped and its files removed when the block ends, answered or not."""
     folder = Path(tempfile.mkdtemp(prefix="starcast-fm-"))
     try:
-        running = Aside(method, args, folder)
+        running = Aside(calls, folder)
         try:
             yield running
         finally:
@@ -72,13 +80,14 @@ def aside(method: str, *args) -> Iterator[Aside]:
 
 
 def _main(folder: Path) -> None:
-    method, args = pickle.loads((folder / "in.pkl").read_bytes())
-    try:
-        answer = (True, getattr(FactorBase, method)(*args))
-    except Exception as error:  # handed to the parent, which raises it
-        answer = (False, error)
-    (folder / "part.pkl").write_bytes(pickle.dumps(answer))
-    (folder / "part.pkl").rename(folder / "out.pkl")  # whole or absent, never half written
+    for index, (method, args) in enumerate(pickle.loads((folder / "in.pkl").read_bytes())):
+        try:
+            answer = (True, getattr(FactorBase, method)(*args))
+        except Exception as error:  # handed to the parent, which raises it
+            answer = (False, error)
+        part = folder / f"part{index}.pkl"
+        part.write_bytes(pickle.dumps(answer))
+        part.rename(folder / f"out{index}.pkl")  # whole or absent, never half written
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from starcast.features.side import SideFeatures
 from starcast.features.vocab import Vocabulary
 from starcast.models.base import Estimate, TrainedModel
 from starcast.models.bias import fit_biases, predictive_shrinkage
-from starcast.models.blend import FactorBlend
+from starcast.models.blend import FactorBlend, Pair, fitting
 from starcast.models.sequence_net import SequenceNet
 from starcast.training.distributed import Cluster
 from starcast.training.runtime import autocast_dtype, prepare
@@ -68,14 +68,25 @@ class SequenceModel(TrainedModel):
         self.side_ = SideFeatures.empty() if items is None else SideFeatures.build(items)
 
     def _fit(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
-        device, _ = prepare(self.train_config)
-        epochs = self.epochs
         has_valid = valid is not None and valid.height > 0
-        self.log_ = self._train(train, valid if has_valid else None, epochs, device)
-        blend = self._valid_blend(train, valid) if has_valid and self._factors() else None
-        if has_valid:  # before the refit sees valid: what calibrates the star probabilities
+        # the FMs' rounds: on train (for the weights on valid), then on everything known if the
+        # refit sees valid; none reads the network, so a second process fits them meanwhile
+        rounds = [train] + ([pl.concat([train, valid])] if has_valid and self.config.refit else [])
+        with fitting(rounds if self._factors() else [], self.config.fm, self._fm_seed(),
+                     self.scale) as fms:
+            self._fit_with(train, valid if has_valid else None, fms)
+
+    def _fit_with(self, train: pl.DataFrame, valid: pl.DataFrame | None,
+                  fms: Callable[[int], Pair]) -> None:
+        """`_fit`, the FMs of its rounds fitted by `fms(round)` (-1: the last, the served one)."""
+        device, _ = prepare(self.train_config)
+        self.log_ = self._train(train, valid, self.epochs, device)
+        blend = None
+        if valid is not None and self._factors():
+            blend = self._valid_blend(train, valid, FactorBlend.of(fms(0)))
+        if valid is not None:  # before the refit sees valid: what calibrates the star probabilities
             self._valid_estimate = self._held_out(train, valid, blend)
-        if has_valid and self.config.refit:
+        if valid is not None and self.config.refit:
             # the chosen number of epochs again, on everything known: valid is the most recent data
             self.users_ = Vocabulary.build(pl.concat([train[USER], valid[USER]]))
             refit_log = self._train(pl.concat([train, valid]), None, self.log_.best_epoch, device,
@@ -83,10 +94,8 @@ class SequenceModel(TrainedModel):
             self.log_.refit_epochs = refit_log.epochs
         self.net_.cpu().eval()  # fitted: predictions never use dropout
         if self._factors():
-            known = pl.concat([train, valid]) if has_valid and self.config.refit else train
             fitted = (None, None) if blend is None else (blend.weights, blend.mix)
-            self.blend_ = FactorBlend.fit(known, self.config.fm, self._fm_seed(), self.scale,
-                                          *fitted)
+            self.blend_ = FactorBlend.of(fms(-1), *fitted)
 
     def _factors(self) -> bool:
         """Whether the FM stands beside the network (its probabilities would not follow)."""
@@ -95,10 +104,11 @@ class SequenceModel(TrainedModel):
     def _fm_seed(self) -> int:
         return 42 + self.train_config.seed
 
-    def _valid_blend(self, train: pl.DataFrame, valid: pl.DataFrame) -> FactorBlend:
-        """The FM fitted on train, with its weights fitted on valid (the network fitted on train
-        too), valid predicted from train + valid under the visibility rule."""
-        blend = FactorBlend.fit(train, self.config.fm, self._fm_seed(), self.scale)
+    def _valid_blend(self, train: pl.DataFrame, valid: pl.DataFrame,
+                     blend: FactorBlend) -> FactorBlend:
+        """The FMs fitted on train (`blend`), with their share and weights fitted on valid (the
+        network fitted on train too), valid predicted from train + valid under the visibility
+        rule."""
         history = pl.concat([train, valid])
         network = self._network_estimate(history, valid).mean
         truth = valid[RATING].to_numpy()
