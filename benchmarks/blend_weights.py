@@ -10,16 +10,16 @@ and network's test answers are read back. For the users the FM was fitted on, it
 weight the default fitted on valid (`w`: [new users, known users]), the least-squares weight
 of the FM against the network on valid and on test (`ls_valid`, `ls_test`: what each set
 alone would ask for), the regression FM's share likewise (`mix`, `mix_ls_test`), the number
-of queries, and RMSE of the network, the FM mix and the default on valid and test.
+of queries, and RMSE of the network, the FM mix and the default (`FactorBlend.apply`, before
+the model's clip to the rating scale) on valid and test.
 """
 
-import json
 import sys
 
 import numpy as np
 import polars as pl
-from accuracy import events_of, set_label
-from fm_kind import counts, rmse
+from accuracy import set_label
+from fm_kind import counts, print_runs, rmse
 
 from starcast import Forecaster, split_events
 from starcast.data.schema import ITEM, RATING, TS, USER
@@ -76,10 +76,4 @@ def measure(events: pl.DataFrame, name: str, protocol: str, seed: int) -> dict:
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1].split(","):
-        events = events_of(name)
-        for protocol in ("loo", "time"):
-            for seed in (0, 1):
-                row = measure(events, name, protocol, seed)
-                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                  for k, v in row.items()}), flush=True)
+    print_runs(measure, sys.argv[1])

@@ -10,7 +10,9 @@ kinds are fitted as peers (myFM's own predictions, not the FactorBase the defaul
 train -> valid, train + valid -> test, seed 42 + seed. Weights as models/blend.py fits them.
 """
 
+import json
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -96,11 +98,17 @@ def measure(events: pl.DataFrame, name: str, protocol: str, seed: int) -> dict:
     return row | {"chosen": chosen, "chosen_test": blended[chosen][1]}
 
 
-if __name__ == "__main__":
-    for name in sys.argv[1].split(","):
+def print_runs(measure: Callable[[pl.DataFrame, str, str, int], dict], names: str) -> None:
+    """One line of `measure(events, name, protocol, seed)` for each comma-separated set name,
+    both protocols, seeds 0 and 1."""
+    for name in names.split(","):
         events = events_of(name)
         for protocol in ("loo", "time"):
             for seed in (0, 1):
                 row = measure(events, name, protocol, seed)
-                print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
-                      flush=True)
+                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                  for k, v in row.items()}), flush=True)
+
+
+if __name__ == "__main__":
+    print_runs(measure, sys.argv[1])
