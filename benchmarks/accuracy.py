@@ -120,11 +120,12 @@ def set_label(name: str) -> str:
     return Path(name).name.partition(".")[0] if Path(name).is_file() else name
 
 
-def run(seed: int, only: list[str] | None, sets: list[str] | None = None) -> None:
+def run(seed: int, only: list[str] | None, sets: list[str] | None = None,
+        protocols: list[str] | None = None) -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for name in sets or SETS:
         events, set_name = events_of(name), set_label(name)
-        for protocol in ("loo", "time"):
+        for protocol in protocols or ("loo", "time"):
             split = split_events(events, protocol)
             for label in only or [*VARIANTS, *PEERS]:
                 row = _measure(label, split, seed)
@@ -159,6 +160,9 @@ def _measure(label: str, split, seed: int) -> dict:
                 "prediction"].to_numpy(),
             "valid_rmse": chosen[0]["valid_rmse"] if chosen else np.nan,
             "best_epoch": log.get("best_epoch") if log.get("best_epoch") is not None else -1,
+            # valid as the model fitted on train predicts it (network and FMs of train alone)
+            "valid": model.model_.valid_prediction_,
+            "valid_truth": split.valid["rating"].to_numpy(),
         }
     if probs is not None:
         out |= {"offline_probs": probs, "shares": shares}
@@ -253,13 +257,16 @@ def _comparisons(key: tuple, runs: dict) -> list[dict]:
         truth = base[seeds[0]]["truth"]
         entry = {"data": key[0], "protocol": key[1], "model": model, "against": label,
                  "seeds": seeds}
-        for history in ("offline", "online"):
+        for history in ("offline", "online", "valid"):
+            if not all(history in r[s] for r in (base, other) for s in seeds):
+                continue  # (valid: the peers fit on train + valid; runs from before it)
+            answers = base[seeds[0]]["valid_truth"] if history == "valid" else truth
             mine = np.stack([base[s][history] for s in seeds])
             theirs = np.stack([other[s][history] for s in seeds])
-            diffs = [summary(truth, m)["rmse"] - summary(truth, t)["rmse"]
+            diffs = [summary(answers, m)["rmse"] - summary(answers, t)["rmse"]
                      for m, t in zip(mine, theirs, strict=True)]
             entry[f"{history}_diff"] = float(np.mean(diffs))
-            entry[f"{history}_ci95"] = paired_bootstrap_interval(truth, mine, theirs)
+            entry[f"{history}_ci95"] = paired_bootstrap_interval(answers, mine, theirs)
         if all("offline_balanced" in r[s] for r in (base, other) for s in seeds):
             mine, theirs = (np.stack([r[s]["offline_balanced"] for s in seeds])
                             for r in (base, other))
@@ -287,15 +294,16 @@ def markdown(rows: list[dict], comparisons: list[dict]) -> str:
             f"{r['offline_rps']:.4f} ({r['shares_rps']:.4f}) | {r['valid_rmse']:.4f} | "
             f"{r['best_epochs']} | {r['fit_seconds']:.1f} |")
     lines += [
-        "", "model minus the one it is against, test RMSE (and the balanced reading's macro-MAE), "
+        "", "model minus the one it is against, test RMSE (and the balanced reading's macro-MAE; "
+        "and valid RMSE, valid predicted by the models fitted on train, from train alone), "
         "mean over seeds, paired bootstrap 95% interval (negative: the model is better):", "",
         "| data | protocol | model | against | seeds | offline diff [95%] | online diff [95%] "
-        "| balanced macro-MAE diff [95%] |",
-        "|---|---|---|---|---|---:|---:|---:|",
+        "| balanced macro-MAE diff [95%] | valid diff [95%] |",
+        "|---|---|---|---|---|---:|---:|---:|---:|",
     ]
     for c in comparisons:
         cells = [f"{c[f'{h}_diff']:+.4f} [{c[f'{h}_ci95'][0]:+.4f}, {c[f'{h}_ci95'][1]:+.4f}]"
-                 if f"{h}_diff" in c else "" for h in ("offline", "online", "balanced")]
+                 if f"{h}_diff" in c else "" for h in ("offline", "online", "balanced", "valid")]
         lines.append(f"| {c['data'].split('.')[0]} | {c['protocol']} | {c['model']} | "
                      f"{c['against']} | "
                      f"{c['seeds']} | {' | '.join(cells)} |")
@@ -311,13 +319,14 @@ def main() -> None:
     runner.add_argument("--sets", default=None, help="comma-separated data sets (default: "
                         f"{','.join(SETS)}; synthetic-K: the synthetic set of data seed K; "
                         "or the path of a review file)")
+    runner.add_argument("--protocols", default=None, help="comma-separated (default: loo,time)")
     for command in (runner, sub.add_parser("report")):
         command.add_argument("--name", default="accuracy",
                              help="the tables' file name in benchmarks/results/")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.seed, args.only.split(",") if args.only else None,
-            args.sets.split(",") if args.sets else None)
+        run(args.seed, *(None if value is None else value.split(",")
+                         for value in (args.only, args.sets, args.protocols)))
     report(args.name)
 
 

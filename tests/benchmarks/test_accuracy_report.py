@@ -23,9 +23,9 @@ def accuracy(tmp_path, monkeypatch):
     return module
 
 
-def _cache(module, label: str, prediction: np.ndarray, truth: np.ndarray) -> None:
+def _cache(module, label: str, prediction: np.ndarray, truth: np.ndarray, **valid) -> None:
     run = {"offline": prediction, "online": prediction, "truth": truth, "valid_rmse": np.nan,
-           "best_epoch": 0, "fit_seconds": 1.0}
+           "best_epoch": 0, "fit_seconds": 1.0, **valid}
     np.savez(module.RUNS / f"synthetic.loo.{label}.0.npz", **run)
 
 
@@ -84,3 +84,24 @@ def test_report_without_recorded_tables_writes_the_cached_runs(accuracy):
     written = json.loads((accuracy.RESULTS / "fresh.json").read_text())
     assert [(r["model"], r["offline_rmse"]) for r in written["rows"]] == [("bias", 1.0)]
     assert written["comparisons"] == []
+
+
+def test_report_compares_on_valid_where_both_sides_predicted_it(accuracy):
+    truth, valid_truth = np.array([1.0, 3.0, 5.0, 4.0]), np.array([2.0, 4.0, 5.0])
+    _cache(accuracy, "lstm", np.array([1.5, 3.0, 4.5, 4.0]), truth)
+    _cache(accuracy, "lstm-no-recurrent", np.array([2.0, 3.0, 4.0, 4.0]), truth,
+           valid=np.array([3.0, 3.0, 5.0]), valid_truth=valid_truth)
+    _cache(accuracy, "bias", np.array([3.0, 3.0, 3.0, 3.0]), truth)
+    path = accuracy.RUNS / "synthetic.loo.lstm.0.npz"
+    np.savez(path, **dict(np.load(path)), valid=np.array([2.0, 4.0, 4.0]),
+             valid_truth=valid_truth)
+
+    accuracy.report("valid")
+
+    written = json.loads((accuracy.RESULTS / "valid.json").read_text())
+    pairs = {c["against"]: c for c in written["comparisons"]}
+    assert pairs["lstm-no-recurrent"]["valid_diff"] == pytest.approx(
+        np.sqrt(1 / 3) - np.sqrt(2 / 3))
+    assert "valid_diff" not in pairs["bias"]  # bias ran without valid predictions
+    table = (accuracy.RESULTS / "valid.md").read_text()
+    assert "valid diff [95%]" in table

@@ -61,3 +61,11 @@ def test_predictive_shrinkage_recovers_noise_over_signal_variance() -> None:
     lam = predictive_shrinkage(np.array(residuals), np.array(sums), np.array(counts, float))
     assert 3.0 < lam < 5.5
     assert predictive_shrinkage(np.zeros(3), np.zeros(3), np.zeros(3)) == 1.0
+
+
+def test_valid_prediction_is_valid_predicted_from_train_alone(tmp_path):
+    valid = events([("a", "x", 3.0, 6), ("c", "y", 5.0, 7), ("new", "x", 4.0, 8)])
+    model = BiasModel().fit(TRAIN, valid)
+    served = model.predict(TRAIN, valid)["prediction"].to_numpy()
+    np.testing.assert_allclose(model.valid_prediction_, served)
+    assert BiasModel().fit(TRAIN).valid_prediction_ is None

@@ -115,6 +115,15 @@ def test_auto_keeps_the_try_of_lower_valid_rmse_and_refits_with_its_tables() -> 
     assert np.isnan(TrainLog().chosen_rmse)
 
 
+def test_valid_prediction_is_the_kept_epoch_before_the_refit() -> None:
+    model = _fitted("fixed")
+    data = generate(SynthConfig(users=150, items=60, events=3_000, seed=6))
+    truth = split_events(data.events, "loo").valid["rating"].to_numpy()
+    rmse = float(np.sqrt(np.mean((model.valid_prediction_ - truth) ** 2)))
+    assert model.log_.refit_epochs  # the served network was trained again, on train + valid
+    assert rmse == pytest.approx(model.log_.chosen_rmse, abs=1e-5)
+
+
 def test_a_configured_batch_size_is_kept_else_an_epoch_takes_at_least_50_steps() -> None:
     from starcast.config import LSTMConfig
     from starcast.training.trainer import batch_size

@@ -93,7 +93,9 @@ class RatingModel(ABC):
     def _fit_stars(self, train: pl.DataFrame, valid: pl.DataFrame | None) -> None:
         """The balanced reading's costs (star shares of every rating fitted on) and, for a
         model without probabilities of its own, the star calibration (models.stars) from
-        valid as the model fitted on train predicts it (without valid: train, in sample)."""
+        valid as the model fitted on train predicts it (without valid: train, in sample).
+        That prediction of valid is kept as `valid_prediction_` (None without valid), as
+        scikit-learn keeps `oob_prediction_`: what comparing models on valid needs."""
         has_valid = valid is not None and not valid.is_empty()
         ratings = np.r_[train[RATING].to_numpy(), valid[RATING].to_numpy() if has_valid else []]
         self.shares_ = star_shares(ratings, self.scale.low, self.scale.stars)
@@ -101,9 +103,10 @@ class RatingModel(ABC):
         held = valid if has_valid else train
         estimate = self._held_out_estimate(train, valid) if has_valid else self._estimate(
             train, train)
+        mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
+        self.valid_prediction_ = mean if has_valid else None
         self.stars_ = None
         if estimate.probabilities is None:
-            mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
             new_item = ~held[ITEM].is_in(train[ITEM].implode()).to_numpy()
             self.stars_ = StarCalibration.fit(mean, held[RATING].to_numpy(),
                                               star_context(train, held, new_item),
@@ -184,6 +187,7 @@ class RatingModel(ABC):
                        else StarCosts(np.asarray(costs, dtype=np.float64)))
         calibration = meta.get("star_calibration")
         self.stars_ = None if calibration is None else StarCalibration.restore(calibration)
+        self.valid_prediction_ = None  # (a fitting-time reading, not saved)
         self._restore(tensors, meta)
         return self
 
