@@ -30,13 +30,13 @@ import polars as pl
 from accuracy import events_of, set_label
 
 from starcast import split_events
-from starcast.config import BiasConfig
+from starcast.config import BiasConfig, LSTMConfig
 from starcast.data.schema import ITEM, RATING, TS, USER
 from starcast.features.vocab import Vocabulary
 from starcast.models.bias import fit_biases
 
 SHRINK = 3.0  # pseudo-events pulling the customer's mean residual toward 0
-SIGNIFICANCE = 3.0  # the default lstm.significance
+SIGNIFICANCE = LSTMConfig().significance  # the lstm's selection threshold, in SEs
 
 
 def residuals(train: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
