@@ -51,6 +51,7 @@ import polars as pl
 from starcast import Forecaster, read_events, split_events
 from starcast.config import StarcastConfig
 from starcast.data.schema import RatingScale
+from starcast.data.splits import PROTOCOLS
 from starcast.data.synth import SynthConfig, generate
 from starcast.evaluation import peers
 from starcast.evaluation.metrics import (
@@ -125,7 +126,7 @@ def run(seed: int, only: list[str] | None, sets: list[str] | None = None,
     RUNS.mkdir(parents=True, exist_ok=True)
     for name in sets or SETS:
         events, set_name = events_of(name), set_label(name)
-        for protocol in protocols or ("loo", "time"):
+        for protocol in protocols or PROTOCOLS:
             split = split_events(events, protocol)
             for label in only or [*VARIANTS, *PEERS]:
                 row = _measure(label, split, seed)
@@ -324,6 +325,9 @@ def main() -> None:
         command.add_argument("--name", default="accuracy",
                              help="the tables' file name in benchmarks/results/")
     args = parser.parse_args()
+    unknown = set((getattr(args, "protocols", None) or "loo").split(",")) - set(PROTOCOLS)
+    if unknown:
+        parser.error(f"--protocols: unknown {sorted(unknown)}; choose from {list(PROTOCOLS)}")
     if args.command == "run":
         run(args.seed, *(None if value is None else value.split(",")
                          for value in (args.only, args.sets, args.protocols)))

@@ -82,12 +82,11 @@ def measure(train: pl.DataFrame, valid: pl.DataFrame, online: bool) -> dict:
     train, valid = residuals(train, train), residuals(train, valid)
     fitting = with_prior(train).filter(pl.col("n") > 0)
     rows = valid_rows(train, valid, online)
-    target = fitting["res"].to_numpy()
-    errors, coefficient = [], 0.0
-    for order in (False, True):
-        beta = np.linalg.lstsq(design(fitting, order), target, rcond=None)[0]
-        errors.append((rows["res"].to_numpy() - design(rows, order) @ beta) ** 2)
-        coefficient = float(beta[-1]) if order else coefficient
+    betas = [np.linalg.lstsq(design(fitting, order), fitting["res"].to_numpy(), rcond=None)[0]
+             for order in (False, True)]
+    errors = [(rows["res"].to_numpy() - design(rows, order) @ beta) ** 2
+              for order, beta in zip((False, True), betas, strict=True)]
+    coefficient = float(betas[1][-1])
     gain = errors[1] - errors[0]
     se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
     return {"valid": len(gain), "last_coef": coefficient,

@@ -56,7 +56,7 @@ def test_independent_surprises_show_nothing(signal):
 def test_offline_reading_sees_only_train(signal):
     train, valid = _histories(0.7)
     # one more valid event per user, later: offline it is read from train's last event alone
-    later = valid.with_columns(pl.col("ts") + 1, pl.col("rating") + 0.0)
+    later = valid.with_columns(pl.col("ts") + 1)
     both = pl.concat([valid, later])
     offline = signal.measure(train, both, online=False)
     online = signal.measure(train, both, online=True)

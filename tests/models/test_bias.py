@@ -63,7 +63,7 @@ def test_predictive_shrinkage_recovers_noise_over_signal_variance() -> None:
     assert predictive_shrinkage(np.zeros(3), np.zeros(3), np.zeros(3)) == 1.0
 
 
-def test_valid_prediction_is_valid_predicted_from_train_alone(tmp_path):
+def test_valid_prediction_is_valid_predicted_from_train_alone():
     valid = events([("a", "x", 3.0, 6), ("c", "y", 5.0, 7), ("new", "x", 4.0, 8)])
     model = BiasModel().fit(TRAIN, valid)
     served = model.predict(TRAIN, valid)["prediction"].to_numpy()
