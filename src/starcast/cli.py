@@ -278,7 +278,9 @@ def _training_summary(log: dict, model: str, seconds: float) -> str:
         else:
             parts.append(f"kept epoch {best} of {len(epochs) - 1} (valid RMSE "
                          f"{valid[best]:.4f}; untrained {valid[0]:.4f}; item tables "
-                         f"{log.get('item_tables', 'learned')})")
+                         f"{log.get('item_tables', 'learned')}; "
+                         + ("reads" if log.get("recurrent", True) else "without")
+                         + " the sequence state)")
     elif epochs:
         parts.append(f"{len(epochs)} epochs, no valid events to choose by")
     refit = log.get("refit_epochs") or []

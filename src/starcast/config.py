@@ -171,9 +171,12 @@ class SequenceConfig:
     # event (0: off) with `item_hidden` units
     item_window: int = 0
     item_hidden: int = 16
-    # False: the head never sees the customer's sequence state (zeros instead), the ablation
-    # that measures what the recurrent (or attention) part adds (benchmarks/accuracy.py)
-    recurrent: bool = True
+    # whether the head reads the customer's sequence state: True; False (zeros instead: the
+    # ablation that measures what the recurrent or attention part adds, benchmarks/accuracy.py);
+    # `auto` with valid trains both ways and keeps the one of lower valid RMSE at its kept
+    # epoch (where the order of a customer's ratings says nothing, the state is noise the
+    # head learns to fit, and the network without it keeps more of what it learned)
+    recurrent: bool | str = "auto"
     # a Bayesian factorization machine beside the network (regression head only): the
     # prediction moves from the network's toward the FM's by a weight fitted on valid
     factors: bool = True
@@ -203,6 +206,9 @@ class SequenceConfig:
         at = self.section
         _one_of(self, at, "head", HEADS)
         _one_of(self, at, "item_tables", ITEM_TABLES)
+        if not (isinstance(self.recurrent, bool) or self.recurrent == "auto"):
+            raise ConfigError(f"{at}.recurrent must be true, false or auto, "
+                              f"got {self.recurrent!r}")
         _share(self, at, "dropout", "item_dropout")
         _at_least(self, at, 1, "hidden", "item_dim", "mlp", "min_count", "max_len",
                   "item_hidden", "batch_size", "patience")

@@ -143,7 +143,8 @@ class Forecaster:
         if log is not None:
             return {"epochs": log.epochs, "best_epoch": log.best_epoch,
                     "refit_epochs": log.refit_epochs, "blend": log.blend,
-                    "fm_mix": log.fm_mix, "item_tables": log.item_tables}
+                    "fm_mix": log.fm_mix, "item_tables": log.item_tables,
+                    "recurrent": log.recurrent}
         return {"epochs": getattr(model, "history_", []),
                 "best_epoch": getattr(model, "best_epoch_", None), "refit_epochs": []}
 

@@ -79,14 +79,17 @@ def test_a_transformer_reads_a_long_customer_without_quadratic_cost(tmp_path) ->
     assert out["prediction"].is_between(1, 5).all()
 
 
-def _fitted(tables: str, valid: bool = True, epochs: int = 2):
+def _fitted(tables: str, valid: bool = True, epochs: int = 2, recurrent: bool | str = True,
+            forecaster: bool = False):
     from starcast.config import LSTMConfig, StarcastConfig
 
     data = generate(SynthConfig(users=150, items=60, events=3_000, seed=6))
     split = split_events(data.events, "loo")
-    config = StarcastConfig(lstm=LSTMConfig(factors=False, item_tables=tables, significance=0.0))
-    return Forecaster(config=config, seed=0, epochs=epochs).fit(
-        split.train, split.valid if valid else None).model_
+    config = StarcastConfig(lstm=LSTMConfig(factors=False, item_tables=tables, significance=0.0,
+                                            recurrent=recurrent))
+    fitted = Forecaster(config=config, seed=0, epochs=epochs).fit(
+        split.train, split.valid if valid else None)
+    return fitted if forecaster else fitted.model_
 
 
 def test_fixed_item_tables_keep_their_initial_values_and_learned_ones_move() -> None:
@@ -113,6 +116,32 @@ def test_auto_keeps_the_try_of_lower_valid_rmse_and_refits_with_its_tables() -> 
     assert len(model.log_.refit_epochs) == model.log_.best_epoch
     assert _fitted("auto", valid=False).log_.item_tables == "learned"  # nothing to choose by
     assert np.isnan(TrainLog().chosen_rmse)
+
+
+def test_auto_recurrent_keeps_the_reading_of_lower_valid_rmse_and_it_persists(tmp_path) -> None:
+    fitted = _fitted("fixed", recurrent="auto", forecaster=True)
+    model = fitted.model_
+    tries = {state: _fitted("fixed", recurrent=state).log_.chosen_rmse for state in (True, False)}
+    assert tries[True] != tries[False]  # trained networks: the two ways differ
+    assert model.log_.recurrent == min(tries, key=tries.get)
+    assert model.net_.recurrent == model.log_.recurrent  # the refit trained the same way
+    assert model.log_.chosen_rmse == pytest.approx(min(tries.values()))
+    assert fitted.training_log["recurrent"] == model.log_.recurrent
+    loaded = Forecaster.load(fitted.save(tmp_path / "m"))
+    assert loaded.model_.net_.recurrent == model.net_.recurrent
+    data = generate(SynthConfig(users=150, items=60, events=3_000, seed=6))
+    split = split_events(data.events, "loo")
+    history = pl.concat([split.train, split.valid])
+    assert loaded.predict(history, split.test).equals(fitted.predict(history, split.test))
+    assert _fitted("fixed", valid=False, recurrent="auto").log_.recurrent  # nothing to choose by
+
+
+def test_recurrent_setting_is_validated() -> None:
+    from starcast.config import LSTMConfig
+    from starcast.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lstm.recurrent must be true, false or auto"):
+        LSTMConfig(recurrent="sometimes")
 
 
 def test_valid_prediction_is_the_kept_epoch_before_the_refit() -> None:

@@ -7,6 +7,7 @@ differ only in the sequence encoder (models.encoders): `lstm` (the default) and 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -90,7 +91,7 @@ class SequenceModel(TrainedModel):
             # the chosen number of epochs again, on everything known: valid is the most recent data
             self.users_ = Vocabulary.build(pl.concat([train[USER], valid[USER]]))
             refit_log = self._train(pl.concat([train, valid]), None, self.log_.best_epoch, device,
-                                    self.log_.item_tables)
+                                    self.log_.item_tables, self.log_.recurrent)
             self.log_.refit_epochs = refit_log.epochs
         self.net_.cpu().eval()  # fitted: predictions never use dropout
         if self._factors():
@@ -132,11 +133,13 @@ class SequenceModel(TrainedModel):
 
     def _train(
         self, train: pl.DataFrame, valid: pl.DataFrame | None, epochs: int, device: torch.device,
-        tables: str | None = None,
+        tables: str | None = None, recurrent: bool | str | None = None,
     ) -> TrainLog:
         """Fit the network on `train` (early stopping on `valid` when given), its item tables
-        `tables` (default: the configured `item_tables`; `auto` with valid tries both, fixed
-        first, and keeps the one of lower valid RMSE at its kept epoch)."""
+        `tables` and its reading of the state `recurrent` (defaults: the configured
+        `item_tables` and `recurrent`). `auto` with valid tries both ways (fixed tables first,
+        the state read first), every combination, and keeps the network of lower valid RMSE at
+        its kept epoch; a tie (the untrained network is the same every way) keeps the first."""
         self.items_ = Vocabulary.build(train[ITEM], self.config.min_count)
         self.mu_, _, self.b_item_ = fit_biases(
             self.users_.encode(train[USER]),
@@ -158,13 +161,14 @@ class SequenceModel(TrainedModel):
         if valid is not None:
             predict = self._prepared(train, valid)
             validation = Validation(lambda net: predict(net)[0], valid[RATING].to_numpy())
-        modes = [tables or self.config.item_tables]
-        if modes == ["auto"]:
-            modes = ["fixed", "learned"] if validation is not None else ["learned"]
+        modes = _tries(tables or self.config.item_tables, ["fixed", "learned"], ["learned"],
+                       validation is not None)
+        states = _tries(self.config.recurrent if recurrent is None else recurrent,
+                        [True, False], [True], validation is not None)
         kept = None
-        for mode in modes:
+        for mode, reads_state in itertools.product(modes, states):
             prepare(self.train_config)  # each try, and the refit, from the same seed
-            net = self._network().to(device)
+            net = self._network(reads_state).to(device)
             log = train_sequences(
                 net,
                 train_seqs,
@@ -243,6 +247,7 @@ class SequenceModel(TrainedModel):
             "blend": self.log_.blend,
             "fm_mix": self.log_.fm_mix,
             "item_tables": self.log_.item_tables,
+            "recurrent": self.log_.recurrent,
         }
         extra = {}
         if hasattr(self, "blend_"):
@@ -263,13 +268,14 @@ class SequenceModel(TrainedModel):
         self.side_ = SideFeatures(Vocabulary(meta["side_items"]), tokens, int(tokens.max()) + 1)
         # initial values only: the loaded weights replace them
         self.item_bias_, self.token_bias_ = self.b_item_, np.zeros(self.side_.n_tokens)
-        self.net_ = self._network()
+        log = meta["training_log"]
+        # (models saved before the choice was logged read their configured setting)
+        self.net_ = self._network(log.get("recurrent", self.config.recurrent is not False))
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net_.eval()
-        log = meta["training_log"]
         self.log_ = TrainLog(log["epochs"], log["best_epoch"], refit_epochs=log["refit_epochs"],
                              blend=log.get("blend"), fm_mix=log.get("fm_mix"),
-                             item_tables=log["item_tables"])
+                             item_tables=log["item_tables"], recurrent=self.net_.recurrent)
         if "factors" in meta:
             self.blend_ = FactorBlend.restore(tensors, meta["factors"])
 
@@ -280,7 +286,7 @@ class SequenceModel(TrainedModel):
         """Events of left context each training chunk brings (0: chunks carry states)."""
         return 0
 
-    def _network(self) -> SequenceNet:
+    def _network(self, recurrent: bool = True) -> SequenceNet:
         return SequenceNet(
             self.config,
             self._encoder,
@@ -292,6 +298,7 @@ class SequenceModel(TrainedModel):
             self.side_.tokens,
             self.token_bias_,
             stars=self.scale.stars,
+            recurrent=recurrent,
         )
 
     def _with_index(self, events: pl.DataFrame) -> pl.DataFrame:
@@ -332,6 +339,14 @@ class SequenceModel(TrainedModel):
         share = np.bincount(stars, minlength=self.scale.stars) / len(stars)
         weights = (np.maximum(share, 1e-3) / share.max()) ** -self.config.class_weight
         return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def _tries(setting, both: list, alone: list, has_valid: bool) -> list:
+    """The ways to train for a setting: `auto` tries `both` where valid can choose, else
+    `alone`; any other value is the one way."""
+    if setting != "auto":
+        return [setting]
+    return both if has_valid else alone
 
 
 def _device_of(net: torch.nn.Module) -> torch.device:

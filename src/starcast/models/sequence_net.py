@@ -39,9 +39,11 @@ class SequenceNet(nn.Module):
         side_tokens: np.ndarray,
         token_bias: np.ndarray,
         stars: int = 5,
+        recurrent: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
+        self.recurrent = recurrent  # False: the head reads zeros for the sequence state
         self.item = nn.Embedding(n_items, config.item_dim, sparse=True)
         self.item_bias = nn.Embedding(n_items, 1, sparse=True)
         nn.init.normal_(self.item.weight, std=0.05)
@@ -125,7 +127,7 @@ class SequenceNet(nn.Module):
         """(expected rating [M], star probabilities [M, K] or None) from the user's state
         before the event, the item's representation and the visible sums (FEATURES)."""
         feats = self._shrunk_means(raw_feats)
-        if not self.config.recurrent:
+        if not self.recurrent:
             before = torch.zeros_like(before)
         parts = [before, emb, feats, gap.unsqueeze(-1)]
         if item_state is not None:

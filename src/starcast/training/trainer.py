@@ -30,6 +30,7 @@ class TrainLog:
     blend: list[float] | None = None  # the FM's weights fitted on valid (models.blend)
     fm_mix: float | None = None  # the regression FM's share beside the probit's, fitted on valid
     item_tables: str = "learned"  # or "fixed": whether the item tables were trained
+    recurrent: bool = True  # whether the head read the sequence state
 
     @property
     def chosen_rmse(self) -> float:
@@ -243,12 +244,14 @@ def train_sequences(
     for table in tables:
         table.requires_grad_(not fixed_tables)
     optimizers = _optimizers(net, config, learned)
-    # (a batch whose targets have no item window leaves the item GRU unused)
-    model = cluster.wrap(net, tables, some_unused=config.item_window > 0)
+    # (a batch whose targets have no item window leaves the item GRU unused; a network that
+    # does not read its state never uses the encoder)
+    model = cluster.wrap(net, tables, some_unused=config.item_window > 0 or not net.recurrent)
     dropout_rng = cluster.own_stream(rng)
     size = batch_size(config, len(train))
     log, best, best_errors, stale = TrainLog(), None, None, 0
     log.item_tables = "fixed" if fixed_tables else "learned"
+    log.recurrent = net.recurrent
     if valid is not None:  # epoch 0, the untrained correction, may be the best there is
         untrained = copy.deepcopy(net.state_dict())
         best, best_errors = untrained, cluster.agree(_squared_errors(net, valid, clip))
