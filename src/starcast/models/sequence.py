@@ -341,7 +341,7 @@ class SequenceModel(TrainedModel):
         return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
-def _tries(setting, both: list, alone: list, has_valid: bool) -> list:
+def _tries(setting: bool | str, both: list, alone: list, has_valid: bool) -> list:
     """The ways to train for a setting: `auto` tries `both` where valid can choose, else
     `alone`; any other value is the one way."""
     if setting != "auto":
