@@ -148,17 +148,21 @@ def _measure(label: str, split, seed: int) -> dict:
                "best_epoch": -1}
         if probs is not None:  # read the balanced way with costs from train + valid
             out["offline_balanced"] = StarCosts.inverse_share(shares).balanced(probs, scale.low)
+            out |= {"online_balanced": out["offline_balanced"], "online_probs": probs}
     else:
         model = Forecaster(config=VARIANTS[label], seed=seed).fit(split.train, split.valid)
         log = model.training_log
         chosen = [e for e in log["epochs"] if e["epoch"] == log.get("best_epoch")]
+        stars = [f"p{k + 1}" for k in range(scale.stars)]
         offline = model.predict(known, split.test)
-        probs = offline.select([f"p{k + 1}" for k in range(scale.stars)]).to_numpy()
+        online = model.predict(pl.concat([known, split.test]), split.test)
+        probs = offline.select(stars).to_numpy()
         out = {
             "offline": offline["prediction"].to_numpy(),
             "offline_balanced": offline["balanced"].to_numpy(),
-            "online": model.predict(pl.concat([known, split.test]), split.test)[
-                "prediction"].to_numpy(),
+            "online": online["prediction"].to_numpy(),
+            "online_balanced": online["balanced"].to_numpy(),
+            "online_probs": online.select(stars).to_numpy(),
             "valid_rmse": chosen[0]["valid_rmse"] if chosen else np.nan,
             "best_epoch": log.get("best_epoch") if log.get("best_epoch") is not None else -1,
             # valid as the model fitted on train predicts it (network and FMs of train alone)
@@ -231,11 +235,13 @@ def _row(key: tuple, by_seed: dict[int, dict]) -> dict:
         row[f"{history}_rmse"] = float(np.mean([s["rmse"] for s in scores]))
         row[f"{history}_rmse_spread"] = float(np.std([s["rmse"] for s in scores]))
         row[f"{history}_macro_mae"] = float(np.mean([s["macro_mae"] for s in scores]))
-    row["offline_balanced_macro_mae"] = _mean(runs, "offline_balanced",
-                                              lambda r: macro_mae(truth, r["offline_balanced"]))
+    for history in ("offline", "online"):  # online: runs from before it hold none (nan)
+        row[f"{history}_balanced_macro_mae"] = _mean(
+            runs, f"{history}_balanced", lambda r, h=history: macro_mae(truth, r[f"{h}_balanced"]))
+        for score, name in ((negative_log_likelihood, "nll"), (ranked_probability_score, "rps")):
+            row[f"{history}_{name}"] = _mean(runs, f"{history}_probs", lambda r, f=score,
+                                             h=history: f(truth, r[f"{h}_probs"], 1))
     for score, name in ((negative_log_likelihood, "nll"), (ranked_probability_score, "rps")):
-        row[f"offline_{name}"] = _mean(runs, "offline_probs",
-                                       lambda r, f=score: f(truth, r["offline_probs"], 1))
         row[f"shares_{name}"] = _mean(runs, "shares", lambda r, f=score: f(
             truth, np.tile(r["shares"], (len(truth), 1)), 1))
     return row
@@ -281,7 +287,8 @@ def _comparisons(key: tuple, runs: dict) -> list[dict]:
 def markdown(rows: list[dict], comparisons: list[dict]) -> str:
     lines = [
         "| data | protocol | model | offline RMSE (± seeds) | online RMSE | to beat (offline) "
-        "| offline macro-MAE | balanced macro-MAE | NLL (shares) | RPS (shares) "
+        "| offline macro-MAE | balanced macro-MAE offline / online | NLL offline / online (shares) "
+        "| RPS offline / online (shares) "
         "| valid RMSE (network) | best epochs | fit s |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
@@ -290,9 +297,9 @@ def markdown(rows: list[dict], comparisons: list[dict]) -> str:
         lines.append(
             f"| {r['data'].split('.')[0]} | {r['protocol']} | {r['model']} | "
             f"{r['offline_rmse']:.4f} ±{r['offline_rmse_spread']:.4f} | {r['online_rmse']:.4f} | "
-            f"{beat} | {r['offline_macro_mae']:.4f} | {r['offline_balanced_macro_mae']:.4f} | "
-            f"{r['offline_nll']:.4f} ({r['shares_nll']:.4f}) | "
-            f"{r['offline_rps']:.4f} ({r['shares_rps']:.4f}) | {r['valid_rmse']:.4f} | "
+            f"{beat} | {r['offline_macro_mae']:.4f} | {_pair(r, 'balanced_macro_mae')} | "
+            f"{_pair(r, 'nll')} ({r['shares_nll']:.4f}) | "
+            f"{_pair(r, 'rps')} ({r['shares_rps']:.4f}) | {r['valid_rmse']:.4f} | "
             f"{r['best_epochs']} | {r['fit_seconds']:.1f} |")
     lines += [
         "", "model minus the one it is against, test RMSE (and the balanced reading's macro-MAE; "
@@ -309,6 +316,13 @@ def markdown(rows: list[dict], comparisons: list[dict]) -> str:
                      f"{c['against']} | "
                      f"{c['seeds']} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
+
+
+def _pair(row: dict, score: str) -> str:
+    """offline / online; a row recorded before the online readings gives the offline alone."""
+    online = row.get(f"online_{score}", float("nan"))
+    offline = f"{row[f'offline_{score}']:.4f}"
+    return offline if np.isnan(online) else f"{offline} / {online:.4f}"
 
 
 def main() -> None:

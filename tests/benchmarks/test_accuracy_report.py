@@ -105,3 +105,27 @@ def test_report_compares_on_valid_where_both_sides_predicted_it(accuracy):
     assert "valid_diff" not in pairs["bias"]  # bias ran without valid predictions
     table = (accuracy.RESULTS / "valid.md").read_text()
     assert "valid diff [95%]" in table
+
+
+def test_report_reads_probabilities_offline_and_online(accuracy):
+    truth = np.array([5.0, 1.0])
+    even = np.full((2, 5), 0.2)
+    halves = np.array([[0.0, 0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.0, 0.0, 0.0]])
+    _cache(accuracy, "lstm", np.array([4.5, 3.0]), truth, offline_probs=even,
+           online_probs=halves, shares=np.full(5, 0.2), offline_balanced=np.array([3.0, 3.0]),
+           online_balanced=np.array([5.0, 1.0]))
+    (accuracy.RESULTS / "accuracy.json").write_text(json.dumps(
+        {"rows": [_recorded_row("synthetic", "mf", 1.2)], "comparisons": []}))
+
+    accuracy.report()
+
+    rows = {r["model"]: r for r in json.loads(
+        (accuracy.RESULTS / "accuracy.json").read_text())["rows"]}
+    assert rows["lstm"]["offline_nll"] == pytest.approx(np.log(5))
+    assert rows["lstm"]["online_nll"] == pytest.approx(np.log(2))
+    assert rows["lstm"]["offline_balanced_macro_mae"] == pytest.approx(2.0)
+    assert rows["lstm"]["online_balanced_macro_mae"] == 0.0
+    table = (accuracy.RESULTS / "accuracy.md").read_text()
+    assert f"| 2.0000 / 0.0000 | {np.log(5):.4f} / {np.log(2):.4f} (" in table
+    # a row recorded before the online readings shows the offline reading alone
+    assert "| 1.0000 | 1.0000 (1.2000) | 0.1000 (0.2000) |" in table
