@@ -102,6 +102,7 @@ COMPARED = (  # (model, against): the default against each, the transformer agai
     ("lstm-no-fm", "lstm-no-fm-no-recurrent"),
     ("lstm-no-fm", "lstm-no-fm-untrained"),
 )
+PROBABILITY_SCORES = ((negative_log_likelihood, "nll"), (ranked_probability_score, "rps"))
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "accuracy-runs"
 
@@ -238,10 +239,10 @@ def _row(key: tuple, by_seed: dict[int, dict]) -> dict:
     for history in ("offline", "online"):  # online: runs from before it hold none (nan)
         row[f"{history}_balanced_macro_mae"] = _mean(
             runs, f"{history}_balanced", lambda r, h=history: macro_mae(truth, r[f"{h}_balanced"]))
-        for score, name in ((negative_log_likelihood, "nll"), (ranked_probability_score, "rps")):
+        for score, name in PROBABILITY_SCORES:
             row[f"{history}_{name}"] = _mean(runs, f"{history}_probs", lambda r, f=score,
                                              h=history: f(truth, r[f"{h}_probs"], 1))
-    for score, name in ((negative_log_likelihood, "nll"), (ranked_probability_score, "rps")):
+    for score, name in PROBABILITY_SCORES:
         row[f"shares_{name}"] = _mean(runs, "shares", lambda r, f=score: f(
             truth, np.tile(r["shares"], (len(truth), 1)), 1))
     return row
