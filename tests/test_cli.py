@@ -260,6 +260,7 @@ def test_train_settings_are_checked_before_any_data_is_read(tmp_path, args, mess
     ("[transformer]\ndropout = 3.0\n", "transformer.dropout must be in [0, 1), got 3.0"),
     ("[transformer]\nheads = 3\n", "transformer.hidden (32) must be a multiple of"),
     ("[transformer]\ncontext = 0\n", "transformer.context must be at least 1"),
+    ("[lstm.fm]\nrank = 0\n", "fm.rank must be at least 1"),
 ])
 def test_bad_config_values_are_named(tmp_path, table, message):
     config = tmp_path / "c.toml"
@@ -267,6 +268,7 @@ def test_bad_config_values_are_named(tmp_path, table, message):
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "x"), "--out",
                                  str(tmp_path / "m"), "--config", str(config)])
     assert message in str(result.exception)
+    assert str(result.exception).startswith(f"{config}.")  # the file, then the table
 
 
 def test_training_ends_with_a_summary_and_predict_warns_without_history(tmp_path):

@@ -279,7 +279,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
     values = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as err:  # a value check of the dataclass's own: say where it was read
+        raise ConfigError(f"{where}: {err}") from err
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
