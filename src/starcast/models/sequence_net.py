@@ -90,20 +90,28 @@ class SequenceNet(nn.Module):
     def score(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(expected rating [M], star probabilities [M, K] or None) at the M target positions.
 
-        The encoder runs over every position; the head only where a prediction is wanted.
+        The encoder runs over every position (unless the head does not read its state); the
+        head only where a prediction is wanted.
         """
         mask = batch["mask"]
         emb, item_bias = self.item_representation(batch["item"], batch["side"])
+        before = self._states_before(batch, emb, item_bias) if self.recurrent else emb.new_zeros(
+            *emb.shape[:2], self.config.hidden)
+        item_state = self._item_state(batch) if self.config.item_window > 0 else None
+        return self.head(before[mask], emb[mask], item_bias[mask], batch["feats"][mask],
+                         batch["gap"][mask], item_state)
+
+    def _states_before(self, batch: dict[str, torch.Tensor], emb: torch.Tensor,
+                       item_bias: torch.Tensor) -> torch.Tensor:
+        """[B, T, H]: the state before each position, from the chunk's carried state or the
+        start (the state after its last position is kept in batch["final"])."""
         start = self._initial_state(batch)
         states, final = self.encoder.along(
             self.step_inputs(emb, item_bias, batch["rating"], batch["gap"]), start)
         if final is not None:  # for the chunk that follows
             batch["final"] = tuple(s.detach() for s in final)
         first = self.encoder.empty().expand(len(states), -1) if start is None else start[0]
-        before = torch.cat([first[:, None], states[:, :-1]], dim=1)
-        item_state = self._item_state(batch) if self.config.item_window > 0 else None
-        return self.head(before[mask], emb[mask], item_bias[mask], batch["feats"][mask],
-                         batch["gap"][mask], item_state)
+        return torch.cat([first[:, None], states[:, :-1]], dim=1)
 
     def step_inputs(
         self, emb: torch.Tensor, bias: torch.Tensor, rating: torch.Tensor, gap: torch.Tensor

@@ -169,7 +169,7 @@ def predict_prefixes(
     bounds = np.r_[0, np.cumsum(np.bincount(owner, minlength=len(batches)))]
     for b, ids in enumerate(batches):
         asking = grouped[bounds[b] : bounds[b + 1]]
-        if len(asking):
+        if len(asking) and net.recurrent:  # (a head that reads no state needs none)
             states = net.states_after(seqs.pad(ids, device))
             rows = torch.as_tensor(row_of[queries.seq[asking]], device=device)
             before[torch.as_tensor(asking, device=device)] = states[
@@ -259,7 +259,8 @@ def train_sequences(
         log.epochs.append({"epoch": 0, "loss": float("nan"),
                            "valid_rmse": _rmse(best_errors), "seconds": 0.0})
     started, n_events = time.perf_counter(), 0
-    carry = CarriedStates(train, config.hidden, device) if net.encoder.carries else None
+    carries = net.encoder.carries and net.recurrent  # (a stateless head runs no encoder)
+    carry = CarriedStates(train, config.hidden, device) if carries else None
     for epoch in range(1, epochs + 1):
         net.train()
         total, count = 0.0, 0
