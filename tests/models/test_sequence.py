@@ -165,3 +165,16 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_a_network_that_reads_no_state_never_runs_its_encoder(monkeypatch) -> None:
+    from starcast.models.encoders import LSTMEncoder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the encoder ran")
+
+    monkeypatch.setattr(LSTMEncoder, "along", refuse)
+    model = _fitted("fixed", recurrent=False)  # trains (chunks carry no state) and predicts valid
+    assert not model.net_.recurrent and len(model.log_.epochs) > 1
+    with pytest.raises(AssertionError, match="the encoder ran"):
+        _fitted("fixed", recurrent=True)
