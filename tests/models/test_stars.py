@@ -12,7 +12,13 @@ from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.errors import ConfigError
 from starcast.evaluation.metrics import macro_mae, negative_log_likelihood
-from starcast.models.stars import StarCalibration, StarContext, StarCosts, star_shares
+from starcast.models.stars import (
+    StarCalibration,
+    StarContext,
+    StarCosts,
+    star_shares,
+    surprise_share,
+)
 
 finite = st.floats(-50, 50, allow_nan=False)
 
@@ -34,10 +40,11 @@ def context(visible, cold, ratings=None):
     ratings=arrays(np.float64, (7, 3), elements=st.sampled_from([1.0, 2.0, 3.0, 4.0, 5.0])),
     seen=arrays(np.bool_, (7, 3)),
     cold=arrays(np.bool_, 7),
+    surprise=st.floats(0, 1),
 )
 def test_probabilities_are_a_distribution_over_the_stars(cuts, slope, spread, mean, ratings,
-                                                         seen, cold) -> None:
-    calibration = StarCalibration(np.sort(cuts), slope, spread, prior_var=1.2)
+                                                         seen, cold, surprise) -> None:
+    calibration = StarCalibration(np.sort(cuts), slope, spread, prior_var=1.2, surprise=surprise)
     p = calibration.probabilities(mean, context(seen.sum(axis=1), cold, ratings * seen))
     assert p.shape == (7, 5)
     assert (p >= 0).all()
@@ -105,6 +112,34 @@ def test_fitted_calibration_beats_the_star_shares_on_held_out_events() -> None:
         truth[held], shares, 1) - 0.1
     assert calibration.spread[1] < 0  # more history, narrower
     assert calibration.spread[3] > 0  # a wider past, wider
+
+
+@pytest.mark.parametrize("p_true", [
+    np.r_[np.full(50, 0.6), np.full(2, 1e-3)],  # two surprises: a mode inside (0, 1)
+    np.full(400, 0.7),  # none: the mode on the bound 0, the mean just above it
+    np.full(3, 0.2),  # the uniform itself: the data cannot tell, the prior's mean 0.5
+])
+def test_the_surprise_share_is_its_posterior_mean(p_true) -> None:
+    grid = np.linspace(0, 1, 1_000_001)
+    log_likelihood = np.log(p_true[None, :] + grid[:, None] * (0.2 - p_true[None, :])).sum(1)
+    weight = np.exp(log_likelihood - log_likelihood.max())
+    assert surprise_share(p_true, 5) == pytest.approx((grid * weight).sum() / weight.sum(),
+                                                      rel=1e-3, abs=1e-6)
+
+
+def test_a_calibration_keeps_room_for_stars_its_held_out_events_never_showed() -> None:
+    """Held-out events all near 5 stars: the logit alone gives a 1 almost nothing; the fitted
+    share keeps it at about e / 5, and a saved calibration reads the same."""
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(4.5, 5, 500)
+    truth = np.clip(np.rint(mean + rng.normal(0, 0.3, 500)), 1, 5)
+    ctx = context(np.full(500, 5), np.zeros(500, dtype=bool))
+    calibration = StarCalibration.fit(mean, truth, ctx, 1.0, 1.0, 5)
+    assert 0 < calibration.surprise < 0.05
+    p = calibration.probabilities(mean, ctx)
+    assert p[:, 0].min() >= calibration.surprise / 5
+    restored = StarCalibration.restore(calibration.state())
+    assert np.array_equal(restored.probabilities(mean, ctx), p)
 
 
 @pytest.fixture(scope="module")

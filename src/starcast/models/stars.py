@@ -17,6 +17,20 @@ It is fitted by maximum likelihood on predictions the model made of events it wa
 on (valid, predicted by the model fitted on train), so it learns how wrong the model is, not
 how well it fits.
 
+A logit's tails fall exponentially, so a star far from the point prediction gets almost no
+probability, and one such event costs more log loss than a hundred ordinary ones. The
+distribution therefore keeps a share e of events that no prediction foresees, spread evenly
+over the stars:
+
+    p = (1 - e) * ordered logit + e / K
+
+e is the posterior mean under a flat prior on [0, 1] given the held-out events (the logit's
+parameters at their fitted values). Because p is linear in e, that is the exact posterior
+predictive of this mixture, where the maximum-likelihood e is often 0: a few hundred held-out
+events that happen to hold no surprise do not show that surprises never come. (All_Beauty
+`time`, whose test period brings 20% one-star reviews against 0.3% before it: test NLL 4.99 ->
+2.21 at e = 0.007; `loo` 0.206 -> 0.173; elsewhere within 0.002.)
+
 The balanced reading is the star k minimising the expected cost sum_j p_j C[k, j]; by default
 C[k, j] = |k - j| / share_j, each true star counting in inverse proportion to its share of the
 training ratings (the cost behind macro-averaged MAE).
@@ -28,12 +42,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
+from scipy.integrate import trapezoid
+from scipy.optimize import brentq, minimize
 
 from starcast.errors import ConfigError
 
 MIN_EVENTS = 20  # fewer held-out events than this leave the spread fixed (cuts and slope only)
 PRIOR_EVENTS = 2.0  # pseudo-events of the training variance in a customer's rating variance
+SURPRISE_GRID = 801  # points of the posterior of the surprise share, across its bulk
+SURPRISE_WIDTH = 20.0  # the bulk: this many of the posterior's scales beside its mode
 
 
 @dataclass
@@ -114,20 +131,22 @@ class StarContext:
 
 @dataclass
 class StarCalibration:
-    """The ordered logit of the module docstring: `cuts` [K-1], `slope`, `spread` [4] (the
-    weights of StarContext.design), `prior_var`."""
+    """The distribution of the module docstring: the ordered logit's `cuts` [K-1], `slope`,
+    `spread` [4] (the weights of StarContext.design), `prior_var`, and the `surprise` share e."""
 
     cuts: np.ndarray
     slope: float
     spread: np.ndarray
     prior_var: float
+    surprise: float = 0.0
 
     @classmethod
     def fit(
         cls, mean: np.ndarray, ratings: np.ndarray, context: StarContext, prior_var: float,
         low: float, stars: int,
     ) -> StarCalibration:
-        """Maximum likelihood over held-out (prediction, true rating) pairs."""
+        """Maximum likelihood over held-out (prediction, true rating) pairs, then the
+        surprise share's posterior mean given them."""
         index = np.clip(np.rint(ratings - low).astype(np.int64), 0, stars - 1)
         free_spread = len(index) >= MIN_EVENTS
         design = context.design(prior_var)
@@ -154,7 +173,10 @@ class StarCalibration:
             value.backward()
             return value.item(), t.grad.numpy()
 
-        return unpack(minimize(loss, start, jac=True, method="L-BFGS-B").x)
+        fitted = unpack(minimize(loss, start, jac=True, method="L-BFGS-B").x)
+        logit = fitted._from_design(mean, design)[np.arange(len(index)), index]
+        fitted.surprise = surprise_share(logit, stars)
+        return fitted
 
     def probabilities(self, mean: np.ndarray, context: StarContext) -> np.ndarray:
         """[N, K]: P(star k) per query, non-negative and summing to 1."""
@@ -162,17 +184,44 @@ class StarCalibration:
 
     def _from_design(self, mean: np.ndarray, design: np.ndarray) -> np.ndarray:
         as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
-        return _probabilities(as_tensor(self.cuts), torch.tensor(self.slope, dtype=torch.float64),
-                              as_tensor(self.spread), as_tensor(mean), as_tensor(design)).numpy()
+        logit = _probabilities(as_tensor(self.cuts), torch.tensor(self.slope, dtype=torch.float64),
+                               as_tensor(self.spread), as_tensor(mean), as_tensor(design)).numpy()
+        return (1.0 - self.surprise) * logit + self.surprise / logit.shape[1]
 
     def state(self) -> dict:
         return {"cuts": self.cuts.tolist(), "slope": self.slope, "spread": self.spread.tolist(),
-                "prior_var": self.prior_var}
+                "prior_var": self.prior_var, "surprise": self.surprise}
 
     @classmethod
     def restore(cls, meta: dict) -> StarCalibration:
+        # (models saved before the surprise share read as the plain logit)
         return cls(np.asarray(meta["cuts"]), float(meta["slope"]), np.asarray(meta["spread"]),
-                   float(meta["prior_var"]))
+                   float(meta["prior_var"]), float(meta.get("surprise", 0.0)))
+
+
+def surprise_share(p_true: np.ndarray, stars: int) -> float:
+    """The posterior mean of e in p = (1 - e) p_true + e / stars over held-out events whose
+    true star had probability `p_true`, under a flat prior on [0, 1].
+
+    The log likelihood is concave in e, so the posterior has one mode; it is integrated on a
+    grid across SURPRISE_WIDTH of its scales (its curvature at an inner mode, its slope at a
+    mode on the bound 0) beside the mode, clipped to [0, 1]."""
+    p = np.asarray(p_true, dtype=np.float64)
+    if len(p) == 0:
+        return 0.0
+    toward = 1.0 / stars - p  # d p / d e
+
+    def slope(e: float) -> float:
+        return float(np.sum(toward / (p + e * toward)))
+
+    mode = 0.0 if slope(0.0) <= 0 else 1.0 if slope(1.0) >= 0 else brentq(slope, 0.0, 1.0)
+    curvature = float(np.sum((toward / (p + mode * toward)) ** 2))
+    scale = 1.0 / max(abs(slope(mode)) if mode in (0.0, 1.0) else np.sqrt(curvature), 1.0)
+    grid = np.linspace(max(0.0, mode - SURPRISE_WIDTH * scale),
+                       min(1.0, mode + SURPRISE_WIDTH * scale), SURPRISE_GRID)
+    log_likelihood = np.array([np.sum(np.log(p + e * toward)) for e in grid])
+    weight = np.exp(log_likelihood - log_likelihood.max())
+    return float(trapezoid(grid * weight, grid) / trapezoid(weight, grid))
 
 
 def _probabilities(cuts: torch.Tensor, slope: torch.Tensor, spread: torch.Tensor,
