@@ -205,7 +205,7 @@ def surprise_share(p_true: np.ndarray, stars: int) -> float:
 
     The log likelihood is concave in e, so the posterior has one mode; it is integrated on a
     grid across SURPRISE_WIDTH of its scales (its curvature at an inner mode, its slope at a
-    mode on the bound 0) beside the mode, clipped to [0, 1]."""
+    mode on a bound) beside the mode, clipped to [0, 1]."""
     p = np.asarray(p_true, dtype=np.float64)
     if len(p) == 0:
         return 0.0
