@@ -28,8 +28,9 @@ e is the posterior mean under a flat prior on [0, 1] given the held-out events (
 parameters at their fitted values). Because p is linear in e, that is the exact posterior
 predictive of this mixture, where the maximum-likelihood e is often 0: a few hundred held-out
 events that happen to hold no surprise do not show that surprises never come. (All_Beauty
-`time`, whose test period brings 20% one-star reviews against 0.3% before it: test NLL 4.99 ->
-2.21 at e = 0.007; `loo` 0.206 -> 0.173; elsewhere within 0.002.)
+`time`, whose test period brings 20% one-star reviews against 0.3% before it: offline test NLL
+4.97 -> 2.21 at e of about 0.007; `loo` 0.205 -> 0.174; elsewhere within 0.002:
+benchmarks/results/accuracy.md.)
 
 The balanced reading is the star k minimising the expected cost sum_j p_j C[k, j]; by default
 C[k, j] = |k - j| / share_j, each true star counting in inverse proportion to its share of the
@@ -174,7 +175,7 @@ class StarCalibration:
             return value.item(), t.grad.numpy()
 
         fitted = unpack(minimize(loss, start, jac=True, method="L-BFGS-B").x)
-        logit = fitted._from_design(mean, design)[np.arange(len(index)), index]
+        logit = fitted._from_design(mean, design)[np.arange(len(index)), index]  # (e = 0 yet)
         fitted.surprise = surprise_share(logit, stars)
         return fitted
 
