@@ -216,8 +216,11 @@ def surprise_share(p_true: np.ndarray, stars: int) -> float:
         return float(np.sum(toward / (p + e * toward)))
 
     mode = 0.0 if slope(0.0) <= 0 else 1.0 if slope(1.0) >= 0 else brentq(slope, 0.0, 1.0)
-    curvature = float(np.sum((toward / (p + mode * toward)) ** 2))
-    scale = 1.0 / max(abs(slope(mode)) if mode in (0.0, 1.0) else np.sqrt(curvature), 1.0)
+    if mode in (0.0, 1.0):  # on a bound: the posterior falls off like exp(-|slope| distance)
+        steepness = abs(slope(mode))
+    else:  # inside: like a normal of this curvature
+        steepness = float(np.sqrt(np.sum((toward / (p + mode * toward)) ** 2)))
+    scale = 1.0 / max(steepness, 1.0)
     grid = np.linspace(max(0.0, mode - SURPRISE_WIDTH * scale),
                        min(1.0, mode + SURPRISE_WIDTH * scale), SURPRISE_GRID)
     log_likelihood = np.array([np.sum(np.log(p + e * toward)) for e in grid])
