@@ -283,3 +283,12 @@ def test_training_ends_with_a_summary_and_predict_warns_without_history(tmp_path
     quiet = invoke("-q", "predict", "--model", tmp_path / "m", "--queries", data,
                    "--out", tmp_path / "p.csv", "--history", data)
     assert "lines read" not in quiet.output and "predictions ->" in quiet.output
+
+
+def test_train_refuses_costs_of_the_wrong_star_count_naming_the_config_file(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text("[stars]\ncosts = [1, 2, 3]\n")
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "absent.csv"), "--config",
+                                 str(config), "--out", str(tmp_path / "m")])
+    assert isinstance(result.exception, StarcastError)  # before any data is read
+    assert str(result.exception).startswith(f"{config}: stars.costs: expected 5 numbers")

@@ -337,8 +337,13 @@ def train(
         raise typer.Exit(subprocess.call(command))
     run = load_config(config) if config else StarcastConfig()
     # every setting is checked before any data is read
-    forecaster = Forecaster(model, run, seed=seed, epochs=epochs, device=device,
-                            threads=threads, precision=precision)
+    try:
+        forecaster = Forecaster(model, run, seed=seed, epochs=epochs, device=device,
+                                threads=threads, precision=precision)
+    except ConfigError as err:  # a setting checked against the rating scale: name its file
+        if config is None:
+            raise
+        raise ConfigError(f"{config}: {err}") from err
     with dist.process_group(distributed, device or run.train.device) as cluster:
         console.quiet = out.quiet = console.quiet or not cluster.main  # one rank speaks
         if data is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +254,31 @@ class StarsConfig:
     # the balanced reading's costs: per-star weights (|k - j| * weight of true star j) or a
     # K x K matrix (cost of reading k when the truth is j); None: inverse training shares
     costs: tuple | None = None
+
+    def __post_init__(self) -> None:
+        if self.costs is not None:  # the star count is checked where the scale is known
+            cost_rows(self.costs, "stars.costs")
+
+
+def cost_rows(value: Any, where: str) -> list[list[float]]:
+    """Costs as given by a user, checked for form alone: one row of per-star weights or a
+    square matrix, of finite, non-negative numbers (the matrix's rows; the weights as one)."""
+    form = f"{where}: expected per-star weights or a square matrix of numbers, got {value!r}"
+    if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
+        raise ConfigError(form)
+    nested = [hasattr(row, "__len__") and not isinstance(row, str) for row in value]
+    if any(nested) and not all(nested):
+        raise ConfigError(form)
+    rows = [list(row) for row in value] if all(nested) else [list(value)]
+    if all(nested) and any(len(row) != len(rows) for row in rows):
+        raise ConfigError(f"{where}: a cost matrix must be square, got rows of "
+                          f"{[len(row) for row in rows]} numbers")
+    numbers = [x for row in rows for x in row]
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in numbers):
+        raise ConfigError(form)
+    if not all(math.isfinite(x) and x >= 0 for x in numbers):
+        raise ConfigError(f"{where}: costs must be finite and non-negative, got {value!r}")
+    return [[float(x) for x in row] for row in rows]
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ import torch
 from scipy.integrate import trapezoid
 from scipy.optimize import brentq, minimize
 
+from starcast.config import cost_rows
 from starcast.errors import ConfigError
 
 MIN_EVENTS = 20  # fewer held-out events than this leave the spread fixed (cuts and slope only)
@@ -77,17 +78,14 @@ class StarCosts:
         """Per-star weights (K numbers) or a K x K matrix, as given by a user."""
         if isinstance(value, StarCosts):
             value = value.matrix
-        try:
-            array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"{where}: expected {stars} numbers or a {stars}x{stars} "
-                              f"matrix, got {value!r}") from err
-        if array.shape not in ((stars,), (stars, stars)):
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        array = np.asarray(cost_rows(value, where), dtype=np.float64)
+        if array.shape not in ((1, stars), (stars, stars)):
+            size = array.shape[1] if len(array) == 1 else f"{len(array)}x{len(array)}"
             raise ConfigError(f"{where}: expected {stars} numbers or a {stars}x{stars} matrix, "
-                              f"got shape {array.shape}")
-        if not np.isfinite(array).all() or (array < 0).any():
-            raise ConfigError(f"{where}: costs must be finite and non-negative")
-        return cls.of_weights(array) if array.ndim == 1 else cls(array)
+                              f"got {size}")
+        return cls.of_weights(array[0]) if stars > 1 and len(array) == 1 else cls(array)
 
     def expected(self, probabilities: np.ndarray) -> np.ndarray:
         """[N, K]: the expected cost of reading each star."""
