@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from starcast import Forecaster
+from starcast.config import LSTMConfig, StarcastConfig
 from starcast.data.splits import split_events
 from starcast.data.synth import SynthConfig, generate
 from starcast.errors import ConfigError
@@ -172,3 +173,22 @@ def test_costs_given_at_predict_time_change_only_the_balanced_reading(fitted) ->
     fives = model.predict(history, test, costs=[1, 1, 1, 1, 1e6])  # a missed 5 costs most
     assert (fives["balanced"] == 5.0).all()
     assert fives["prediction"].to_list() == plain["prediction"].to_list()
+
+
+def test_a_model_with_its_own_probabilities_keeps_a_surprise_share(tmp_path) -> None:
+    """The ordinal head's softmax is fitted, not calibrated on valid: its share is fitted on
+    valid as the calibration's is, and every star keeps at least e / 5, saved and served."""
+    data = generate(SynthConfig(users=150, items=50, events=3_000, seed=4))
+    split = split_events(data.events, "loo")
+    config = StarcastConfig(lstm=LSTMConfig(head="ordinal", significance=0.0))
+    model = Forecaster(config=config, seed=0, epochs=1).fit(split.train, split.valid)
+    share = model.model_.surprise_
+    assert 0 < share < 0.2
+    history = pl.concat([split.train, split.valid])
+    out = model.predict(history, split.test)
+    probs = out.select(f"p{k}" for k in range(1, 6)).to_numpy()
+    assert probs.min() >= share / 5 - 1e-12 and np.allclose(probs.sum(axis=1), 1.0)
+    loaded = Forecaster.load(model.save(tmp_path / "m"))
+    assert loaded.model_.surprise_ == share
+    assert np.array_equal(loaded.predict(history, split.test).select(
+        f"p{k}" for k in range(1, 6)).to_numpy(), probs)

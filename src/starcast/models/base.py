@@ -33,7 +33,10 @@ from starcast.models.stars import (
     StarContext,
     StarCosts,
     share_variance,
+    star_index,
     star_shares,
+    surprise_share,
+    with_surprise,
 )
 from starcast.training.distributed import Cluster
 
@@ -105,13 +108,21 @@ class RatingModel(ABC):
             train, train)
         mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
         self.valid_prediction_ = mean if has_valid else None
-        self.stars_ = None
+        self.stars_, self.surprise_ = None, 0.0
         if estimate.probabilities is None:
             new_item = ~held[ITEM].is_in(train[ITEM].implode()).to_numpy()
             self.stars_ = StarCalibration.fit(mean, held[RATING].to_numpy(),
                                               star_context(train, held, new_item),
                                               share_variance(self.shares_, self.scale.low),
                                               self.scale.low, self.scale.stars)
+        else:  # its own probabilities keep a surprise share too (models.stars)
+            index = star_index(held[RATING].to_numpy(), self.scale.low, self.scale.stars)
+            p_true = estimate.probabilities[np.arange(len(index)), index]
+            self.surprise_ = surprise_share(p_true, self.scale.stars)
+
+    def own_stars(self, probabilities: np.ndarray) -> np.ndarray:
+        """[N, K]: the model's own star probabilities as read, with its surprise share."""
+        return with_surprise(np.asarray(probabilities, dtype=np.float64), self.surprise_)
 
     def _held_out_estimate(self, train: pl.DataFrame, valid: pl.DataFrame) -> Estimate:
         """Valid as predicted by the model fitted on train alone (a model that refits on
@@ -134,7 +145,9 @@ class RatingModel(ABC):
         estimate = self._estimate(history, queries)
         mean = np.clip(estimate.mean, self.scale.low, self.scale.high)
         probs, visible = estimate.probabilities, None
-        if probs is None and self.stars_ is not None:
+        if probs is not None:
+            probs = self.own_stars(probs)
+        elif self.stars_ is not None:
             item_cold = self.items_.encode(queries[ITEM]) == COLD
             context = star_context(history, queries, item_cold)
             probs, visible = self.stars_.probabilities(mean, context), context.visible
@@ -173,6 +186,7 @@ class RatingModel(ABC):
                        "star_costs": self.costs_.matrix.tolist()}
         if self.stars_ is not None:
             meta["star_calibration"] = self.stars_.state()
+        meta["star_surprise"] = self.surprise_
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
 
     def set_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Self:
@@ -187,6 +201,7 @@ class RatingModel(ABC):
                        else StarCosts(np.asarray(costs, dtype=np.float64)))
         calibration = meta.get("star_calibration")
         self.stars_ = None if calibration is None else StarCalibration.restore(calibration)
+        self.surprise_ = float(meta.get("star_surprise", 0.0))  # (0: saved before it)
         self.valid_prediction_ = None  # (a fitting-time reading, not saved)
         self._restore(tensors, meta)
         return self

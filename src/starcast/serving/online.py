@@ -452,7 +452,7 @@ class OnlineForecaster:
             point = self.model.blend_.apply(point, user_ids, item_ids, ts, per_user[u, 1])
         scale = self.forecaster.scale
         point = np.clip(point, scale.low, scale.high)
-        stars = None if probs is None else probs.double().numpy()
+        stars = None if probs is None else self.model.own_stars(probs.double().numpy())
         if stars is None and self.model.stars_ is not None:
             sums = np.array([[s.rating_sum, s.rating_sq] for s in u_states], dtype=float)
             context = StarContext(per_user[u, 1], index == COLD, sums[u, 0], sums[u, 1])
