@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from starcast import load_config
@@ -34,3 +35,9 @@ def test_cost_rows_keeps_a_matrix_and_makes_weights_one_row() -> None:
     assert cost_rows((1, 2.5), "c") == [[1.0, 2.5]]
     with pytest.raises(ConfigError, match="^c: "):
         cost_rows([True, 1], "c")
+
+
+def test_cost_rows_take_numpy_numbers_and_refuse_booleans() -> None:
+    assert cost_rows([np.float32(1.5), np.int64(2)], "c") == [[1.5, 2.0]]
+    with pytest.raises(ConfigError, match="per-star weights"):
+        cost_rows([np.bool_(True), 1], "c")

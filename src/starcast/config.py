@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,10 +274,10 @@ def cost_rows(value: Any, where: str) -> list[list[float]]:
     if all(nested) and any(len(row) != len(rows) for row in rows):
         raise ConfigError(f"{where}: a cost matrix must be square, got rows of "
                           f"{[len(row) for row in rows]} numbers")
-    numbers = [x for row in rows for x in row]
-    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in numbers):
+    values = [x for row in rows for x in row]
+    if not all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in values):
         raise ConfigError(form)
-    if not all(math.isfinite(x) and x >= 0 for x in numbers):
+    if not all(math.isfinite(x) and x >= 0 for x in values):
         raise ConfigError(f"{where}: costs must be finite and non-negative, got {value!r}")
     return [[float(x) for x in row] for row in rows]
 

@@ -27,11 +27,11 @@ over the stars:
 e is the posterior mean under a flat prior on [0, 1] given the held-out events (the logit's
 parameters at their fitted values). Because p is linear in e, that is the exact posterior
 predictive of this mixture, where the maximum-likelihood e is often 0: a few hundred held-out
-events that happen to hold no surprise do not show that surprises never come. A model with
-probabilities of its own (the ordinal head) keeps a share the same way (`with_surprise`). (All_Beauty
+events that happen to hold no surprise do not show that surprises never come. (All_Beauty
 `time`, whose test period brings 20% one-star reviews against 0.3% before it: offline test NLL
 4.97 -> 2.21 at e of about 0.007; `loo` 0.205 -> 0.174; elsewhere within 0.002:
-benchmarks/results/accuracy.md.)
+benchmarks/results/accuracy.md.) A model with probabilities of its own (the ordinal head)
+keeps a share the same way, from its own held-out probabilities (`with_surprise`).
 
 The balanced reading is the star k minimising the expected cost sum_j p_j C[k, j]; by default
 C[k, j] = |k - j| / share_j, each true star counting in inverse proportion to its share of the
