@@ -18,18 +18,11 @@ first argument is SHARE (0: the default training); prediction and selection are 
 test RMSE read offline and online.
 """
 
-import json
 import sys
-import time
 
-import numpy as np
-import polars as pl
 import torch
-from accuracy import events_of, set_label
-from fm_kind import rmse
+from valid_reading import print_runs
 
-from starcast import Forecaster, split_events
-from starcast.data.schema import RATING
 from starcast.models import sequence_net
 
 MAX_SKIP = 6
@@ -58,30 +51,11 @@ def _stale_score(self, batch: dict[str, torch.Tensor]):
     return self.head(before[rows, j], emb[rows, t], item_bias[rows, t], feats, gap, None)
 
 
-def measure(events: pl.DataFrame, name: str, seed: int) -> dict:
-    split = split_events(events, "time")
-    started = time.perf_counter()
-    model = Forecaster(seed=seed).fit(split.train, split.valid)
-    seconds = time.perf_counter() - started
-    truth = split.test[RATING].to_numpy()
-    offline = model.predict(pl.concat([split.train, split.valid]), split.test)["prediction"]
-    online = model.predict(events, split.test)["prediction"]
-    log = model.training_log
-    return {"share": share, "set": set_label(name), "seed": seed,
-            "best_epoch": log["best_epoch"], "recurrent": log["recurrent"],
-            "item_tables": log["item_tables"], "blend": np.round(log["blend"], 3).tolist(),
-            "offline": round(rmse(truth, offline.to_numpy()), 4),
-            "online": round(rmse(truth, online.to_numpy()), 4), "fit_s": round(seconds)}
-
-
 def main(stale_share: str, names: str) -> None:
     global share
     share = float(stale_share)
     sequence_net.SequenceNet.score = _stale_score
-    for name in names.split(","):
-        events = events_of(name)
-        for seed in (0, 1):
-            print(json.dumps(measure(events, name, seed)), flush=True)
+    print_runs({"share": share}, names)
 
 
 if __name__ == "__main__":
