@@ -86,7 +86,7 @@ class StarCosts:
             size = array.shape[1] if len(array) == 1 else f"{len(array)}x{len(array)}"
             raise ConfigError(f"{where}: expected {stars} numbers or a {stars}x{stars} matrix, "
                               f"got {size}")
-        return cls.of_weights(array[0]) if stars > 1 and len(array) == 1 else cls(array)
+        return cls.of_weights(array[0]) if len(array) == 1 else cls(array)
 
     def expected(self, probabilities: np.ndarray) -> np.ndarray:
         """[N, K]: the expected cost of reading each star."""
